@@ -1,0 +1,37 @@
+/**
+ * The base of every command: builds the IO for this run, renders DivioErrors as "what failed" plus
+ * "what to do", in JSON under --json, and maps them to exit codes in one place.
+ */
+import { Command, Errors, Flags } from '@oclif/core';
+import { createIO, type IO } from './core/io.js';
+import { DivioError } from './core/errors.js';
+
+export abstract class BaseCommand extends Command {
+  private cachedIO?: IO;
+
+  protected get io(): IO {
+    this.cachedIO ??= createIO({ quiet: this.jsonEnabled() });
+    return this.cachedIO;
+  }
+
+  override async catch(error: Error & { exitCode?: number }): Promise<unknown> {
+    if (error instanceof Errors.ExitError) throw error;
+    if (!(error instanceof DivioError)) return super.catch(error);
+    if (this.jsonEnabled()) {
+      this.logJson({ error: { message: error.message, hint: error.hint ?? null, exitCode: error.exitCode } });
+    } else {
+      const io = this.io;
+      io.stderr.write(`${io.color.red('Error:')} ${error.message}\n`);
+      if (error.hint) io.stderr.write(`${io.color.dim('→')} ${error.hint}\n`);
+    }
+    return this.exit(error.exitCode);
+  }
+}
+
+/** Flags of every command that acts on one project. */
+export const projectFlags = {
+  app: Flags.string({
+    description: 'app slug (default: the project in the current directory or a parent)',
+    helpValue: 'SLUG',
+  }),
+};

@@ -1,0 +1,12 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 120_000,
+    hookTimeout: 300_000,
+    // Docker-backed suites share one engine and 2 cores: run files one after another.
+    fileParallelism: false,
+    reporters: ['default'],
+  },
+});
