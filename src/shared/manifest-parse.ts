@@ -83,7 +83,7 @@ function expectedOf(issue: zcore.$ZodIssue): string {
 
 export function parseManifest(text: string, file = 'divio.yaml'): Manifest {
   const counter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: counter, prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { lineCounter: counter, prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     throw new ManifestError(
       file,

@@ -35,7 +35,7 @@ export const manifestSchema = z.strictObject({
   database: z
     .strictObject({
       engine: z.enum(['postgres']).default('postgres'),
-      version: z.union(SUPPORTED_POSTGRES_VERSIONS.map((v) => z.literal(v))).default(15),
+      version: z.literal(SUPPORTED_POSTGRES_VERSIONS).default(15),
     })
     .optional(),
   media: z

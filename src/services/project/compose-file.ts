@@ -31,7 +31,7 @@ export interface ComposeFileResult {
 
 /** A YAML double-quoted scalar that Compose will not interpolate. */
 function composeString(value: string): string {
-  return JSON.stringify(value.replaceAll('$', '$$'));
+  return JSON.stringify(value.replaceAll('$', () => '$$'));
 }
 
 function checksum(body: string): string {

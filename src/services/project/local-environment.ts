@@ -68,7 +68,7 @@ export async function writeLiveConfigOverlay(project: Project): Promise<void> {
   const overlay = {
     services: {
       web: {
-        command: ['sh', '-c', project.manifest.web.command.replaceAll('$', '$$')],
+        command: ['sh', '-c', project.manifest.web.command.replaceAll('$', () => '$$')],
         environment: { DEBUG: 'false' },
       },
     },

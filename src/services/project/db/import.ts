@@ -1,0 +1,213 @@
+/**
+ * `divio project import db FILE|-`: restore a dump into the local database, atomically. The dump goes
+ * into a fresh database; only when that restore fully succeeded is it swapped in place of the app's
+ * database (one transaction), and the old one dropped. Any failure leaves the app's database exactly
+ * as it was and drops the fresh one.
+ */
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { execa } from 'execa';
+import { DivioError, ExitCode, InvalidInputError } from '../../../core/errors.js';
+import { formatBytes, type IO } from '../../../core/io.js';
+import type { LocalEnvironment } from '../local-environment.js';
+import { openDump } from './dump-sniff.js';
+import { createPsqlGuard } from './psql-guard.js';
+import {
+  dropDatabase,
+  dropLeftoverDatabases,
+  ident,
+  openLocalDatabase,
+  runSql,
+  swapInDatabase,
+  tempDatabaseName,
+  type LocalDatabase,
+} from './local-database.js';
+
+export interface ImportOptions {
+  /** A file path, or "-" for standard input. */
+  source: string;
+  stdin?: Readable;
+  /** Parallel pg_restore jobs for custom-format dumps. */
+  jobs?: number;
+}
+
+export interface ImportResult {
+  app: string;
+  database: string;
+  format: 'custom' | 'plain';
+  compression: 'none' | 'gzip';
+  bytesRead: number;
+  durationMs: number;
+  replacedExisting: boolean;
+  leftoversDropped: string[];
+}
+
+/** Server settings for the restore session only: a fresh database needs no crash-safety per commit. */
+const RESTORE_PGOPTIONS = '-c synchronous_commit=off -c maintenance_work_mem=256MB';
+
+export async function importDatabase(local: LocalEnvironment, io: IO, options: ImportOptions): Promise<ImportResult> {
+  const started = Date.now();
+  const { input, size } = await openSource(options);
+  const db = await openLocalDatabase(local);
+  const leftoversDropped = await dropLeftoverDatabases(db);
+  if (leftoversDropped.length > 0) io.info(`Dropped ${leftoversDropped.length} database(s) left by an interrupted import.`);
+
+  let bytesRead = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      bytesRead += chunk.length;
+      done(null, chunk);
+    },
+  });
+  input.on('error', (error) => counter.destroy(error));
+  const counted = input.pipe(counter);
+  const dump = await openDump(counted);
+
+  const token = randomBytes(5).toString('hex');
+  const fresh = tempDatabaseName(db.name, 'import', token);
+  const old = tempDatabaseName(db.name, 'old', token);
+  const describe = `${dump.format === 'custom' ? 'custom-format' : 'SQL'} dump${dump.compression === 'gzip' ? ' (gzip)' : ''}`;
+
+  const abort = new AbortController();
+  const onSignal = () => abort.abort(new DivioError('interrupted', { exitCode: 130 }));
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    await runSql(db, `CREATE DATABASE ${ident(fresh)} TEMPLATE template0;`);
+    await io.task(`Restoring the ${describe} into a new database`, async (task) => {
+      const timer = setInterval(() => {
+        task.update(size ? `${formatBytes(bytesRead)} of ${formatBytes(size)} (${Math.floor((bytesRead / size) * 100)}%)` : formatBytes(bytesRead));
+      }, 500);
+      try {
+        if (dump.format === 'custom') await restoreCustom(db, fresh, dump.stream, token, options.jobs ?? 2, abort.signal);
+        else await restorePlain(db, fresh, dump.stream, abort.signal);
+      } finally {
+        clearInterval(timer);
+      }
+    });
+    const { replaced } = await swapInDatabase(db, fresh, old);
+    if (replaced) await dropDatabase(db, old);
+    return {
+      app: local.project.slug,
+      database: db.name,
+      format: dump.format,
+      compression: dump.compression,
+      bytesRead,
+      durationMs: Date.now() - started,
+      replacedExisting: replaced,
+      leftoversDropped,
+    };
+  } catch (error) {
+    input.destroy();
+    await dropDatabase(db, fresh).catch(() => {
+      io.warn(`could not drop the temporary database ${fresh}; the next import drops it.`);
+    });
+    throw error;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+async function openSource(options: ImportOptions): Promise<{ input: Readable; size?: number }> {
+  if (options.source === '-') return { input: options.stdin ?? process.stdin };
+  let info;
+  try {
+    info = await stat(options.source);
+  } catch {
+    throw new InvalidInputError(`cannot read ${options.source}: no such file`, { hint: 'Check the path, or pass - to read the dump from standard input.' });
+  }
+  if (!info.isFile()) {
+    throw new InvalidInputError(`${options.source} is not a file`, {
+      hint: 'Directory-format dumps are not supported: make a custom-format dump with `pg_dump -Fc`.',
+    });
+  }
+  return { input: createReadStream(options.source, { highWaterMark: 1024 * 1024 }), size: info.size };
+}
+
+/** Plain SQL: through the meta-command guard into psql, stopping at the first error. */
+async function restorePlain(db: LocalDatabase, target: string, sql: Readable, signal: AbortSignal): Promise<void> {
+  const guard = createPsqlGuard();
+  const psql = execa(
+    'docker',
+    ['exec', '-i', '-e', `PGOPTIONS=${RESTORE_PGOPTIONS}`, db.containerId, 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-U', db.user, '-d', target],
+    { stdin: 'pipe', stdout: 'ignore', stderr: 'pipe', reject: false, cancelSignal: signal },
+  );
+  let streamError: unknown;
+  try {
+    await pipeline(sql, guard, psql.stdin!, { signal });
+  } catch (error) {
+    streamError = error;
+  }
+  const result = await psql;
+  throwStreamError(streamError, signal);
+  if (result.exitCode !== 0) {
+    throw new InvalidInputError(`the SQL dump failed to restore: ${lastLines(result.stderr)}`, {
+      hint: 'Nothing was changed: the local database is as it was. Fix the statement above in the dump, or export it again.',
+    });
+  }
+}
+
+/**
+ * Custom format: copied into the container first, because pg_restore runs jobs in parallel only
+ * from a seekable file; then restored with --exit-on-error so the first error fails the import.
+ */
+async function restoreCustom(db: LocalDatabase, target: string, dump: Readable, token: string, jobs: number, signal: AbortSignal): Promise<void> {
+  const path = `/tmp/divio-import-${token}.dump`;
+  try {
+    const copy = execa('docker', ['exec', '-i', db.containerId, 'dd', `of=${path}`, 'bs=1M', 'status=none'], {
+      stdin: 'pipe',
+      stdout: 'ignore',
+      stderr: 'pipe',
+      reject: false,
+      cancelSignal: signal,
+    });
+    let streamError: unknown;
+    try {
+      await pipeline(dump, copy.stdin!, { signal });
+    } catch (error) {
+      streamError = error;
+    }
+    const copied = await copy;
+    throwStreamError(streamError, signal);
+    if (copied.exitCode !== 0) {
+      throw new DivioError(`could not copy the dump into the database container: ${lastLines(copied.stderr)}`, {
+        exitCode: ExitCode.childFailed,
+        hint: 'Check the free disk space of Docker (`docker system df`).',
+      });
+    }
+    const restore = await execa(
+      'docker',
+      ['exec', '-e', `PGOPTIONS=${RESTORE_PGOPTIONS}`, db.containerId, 'pg_restore', '--exit-on-error', '--no-owner', '--no-acl', '-j', String(jobs), '-U', db.user, '-d', target, path],
+      { stdin: 'ignore', stdout: 'ignore', stderr: 'pipe', reject: false, cancelSignal: signal },
+    );
+    if (signal.aborted) throw signal.reason;
+    if (restore.exitCode !== 0) {
+      throw new InvalidInputError(`the custom-format dump failed to restore: ${lastLines(restore.stderr)}`, {
+        hint: 'Nothing was changed: the local database is as it was. A dump cut short or made by a newer pg_dump than the server cannot be restored; export it again.',
+      });
+    }
+  } finally {
+    await execa('docker', ['exec', db.containerId, 'rm', '-f', path], { reject: false });
+  }
+}
+
+function throwStreamError(error: unknown, signal: AbortSignal): void {
+  if (signal.aborted) throw signal.reason;
+  if (error === undefined) return;
+  if (error instanceof DivioError) throw error;
+  const code = (error as NodeJS.ErrnoException).code;
+  // EPIPE: the restoring process exited early; its own exit status explains why.
+  if (code === 'EPIPE' || code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ERR_STREAM_DESTROYED') return;
+  throw new InvalidInputError(`reading the dump failed: ${(error as Error).message}`, {
+    hint: 'Nothing was changed: the local database is as it was.',
+  });
+}
+
+function lastLines(text: string, count = 6): string {
+  const lines = text.split('\n').filter((l) => l.trim());
+  return lines.slice(-count).join('\n') || 'no error output';
+}
