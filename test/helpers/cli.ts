@@ -1,5 +1,5 @@
 /** Run the built CLI (bin/run.js) as a user would, in a chosen directory and environment. */
-import { execa, type Result } from 'execa';
+import { execa } from 'execa';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { mkdtempSync } from 'node:fs';
@@ -19,8 +19,14 @@ export interface CliOptions {
   timeout?: number;
 }
 
-export async function divio(args: string[], options: CliOptions = {}): Promise<Result> {
-  return execa('node', [BIN, ...args], {
+export interface CliResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+export async function divio(args: string[], options: CliOptions = {}): Promise<CliResult> {
+  const result = await execa('node', [BIN, ...args], {
     cwd: options.cwd ?? REPO_ROOT,
     env: { DIVIO_CONFIG_DIR: TEST_CONFIG_DIR, NO_COLOR: '1', CI: 'true', ...options.env },
     input: options.input,
@@ -28,10 +34,11 @@ export async function divio(args: string[], options: CliOptions = {}): Promise<R
     stdin: options.input === undefined && options.inputFile === undefined ? 'ignore' : undefined,
     reject: false,
     timeout: options.timeout ?? 600_000,
-  }) as Promise<Result>;
+  });
+  return { exitCode: result.exitCode ?? 1, stdout: String(result.stdout ?? ''), stderr: String(result.stderr ?? '') };
 }
 
-export function json<T = any>(result: Result): T {
+export function json<T = any>(result: CliResult): T {
   try {
     return JSON.parse(String(result.stdout)) as T;
   } catch {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { execa } from 'execa';
-import { divio, json } from '../helpers/cli.js';
+import { BIN, TEST_CONFIG_DIR, divio, json } from '../helpers/cli.js';
 import { describeWithDocker } from '../helpers/docker.js';
 import { minimalProject, type TestProject } from '../helpers/projects.js';
 
@@ -153,7 +153,7 @@ describeWithDocker('import db / export db', () => {
   it('exports to standard output', async () => {
     expect((await importDb(dumps.custom!)).exitCode).toBe(0);
     const file = join(work, 'stdout.dump');
-    const exported = await execa('node', [join(__dirname, '../../bin/run.js'), 'project', 'export', 'db', '-'], { cwd: project.dir, stdout: { file }, env: { NO_COLOR: '1' } });
+    const exported = await execa('node', [BIN, 'project', 'export', 'db', '-'], { cwd: project.dir, stdin: 'ignore', stdout: { file }, env: { NO_COLOR: '1', DIVIO_CONFIG_DIR: TEST_CONFIG_DIR }, timeout: 60_000 });
     expect(exported.exitCode).toBe(0);
     expect((await readFile(file)).subarray(0, 5).toString()).toBe('PGDMP');
     await psql('DELETE FROM notes');

@@ -65,6 +65,8 @@ export async function scaffoldProject(options: ScaffoldOptions): Promise<Project
       recursive: true,
       filter: (src) => !/[\\/](node_modules|__pycache__)([\\/]|$)/.test(src),
     });
+    // Shipped as "gitignore": npm leaves .gitignore files out of published packages.
+    if (await pathExists(join(staging, 'gitignore'))) await rename(join(staging, 'gitignore'), join(staging, '.gitignore'));
     await writeFileAtomic(join(staging, PROJECT_CONFIG_PATH), JSON.stringify({ app: slug }, null, 2) + '\n');
     await ensureGitignore(staging);
     const project = await loadProject(staging);
