@@ -106,9 +106,7 @@ async function dumpAndVerify(db: LocalDatabase, format: ExportFormat, meter: Tra
     },
   });
 
-  const branches: Writable[] = [sink];
-  if (verifier?.stdin) branches.push(verifier.stdin);
-  const tee = teeTo(branches, closeSink);
+  const tee = teeTo(sink, verifier?.stdin ?? undefined, closeSink);
 
   const stages: (Readable | Transform)[] = [dump.stdout!];
   if (format !== 'custom') stages.push(trailerCheck);
@@ -143,25 +141,40 @@ async function dumpAndVerify(db: LocalDatabase, format: ExportFormat, meter: Tra
   }
 }
 
-/** Write every chunk to all destinations, honouring each one's back-pressure. */
-function teeTo(destinations: Writable[], endFirst: boolean): Writable {
-  const write = (dest: Writable, chunk: Buffer) =>
-    new Promise<void>((resolveWrite, reject) => {
-      dest.write(chunk, (error) => (error ? reject(error) : resolveWrite()));
+/**
+ * Write every chunk to `primary` and to `verifier`, honouring both one's back-pressure. The verifier
+ * may exit as soon as it has read the end of the archive: from then on it is skipped, and its exit
+ * status (checked by the caller) says whether what it read was whole. Errors of `primary` fail.
+ */
+function teeTo(primary: Writable, verifier: Writable | undefined, endPrimary: boolean): Writable {
+  let verifierGone = verifier === undefined;
+  const markGone = () => {
+    verifierGone = true;
+  };
+  verifier?.once('close', markGone);
+  verifier?.once('error', markGone);
+  const toVerifier = (chunk: Buffer) =>
+    new Promise<void>((resolveWrite) => {
+      if (verifierGone || !verifier) return resolveWrite();
+      const onGone = () => resolveWrite();
+      verifier.once('close', onGone);
+      verifier.write(chunk, () => {
+        verifier.off('close', onGone);
+        resolveWrite();
+      });
     });
-  const finish = (dest: Writable, end: boolean) =>
-    new Promise<void>((resolveEnd, reject) => {
-      if (!end) return resolveEnd();
-      dest.once('error', reject);
-      dest.end(() => resolveEnd());
-    });
+  const toPrimary = (chunk: Buffer) =>
+    new Promise<void>((resolveWrite, reject) => primary.write(chunk, (error) => (error ? reject(error) : resolveWrite())));
   return new Writable({
     highWaterMark: 1024 * 1024,
     write(chunk: Buffer, _enc, done) {
-      Promise.all(destinations.map((d) => write(d, chunk))).then(() => done(), done);
+      Promise.all([toPrimary(chunk), toVerifier(chunk)]).then(() => done(), done);
     },
     final(done) {
-      Promise.all(destinations.map((d, i) => finish(d, i > 0 || endFirst))).then(() => done(), done);
+      if (verifier && !verifierGone) verifier.end();
+      if (!endPrimary) return done();
+      primary.once('error', done);
+      primary.end(() => done());
     },
   });
 }

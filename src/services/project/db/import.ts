@@ -46,7 +46,7 @@ export interface ImportResult {
 }
 
 /** Server settings for the restore session only: a fresh database needs no crash-safety per commit. */
-const RESTORE_PGOPTIONS = '-c synchronous_commit=off -c maintenance_work_mem=256MB';
+const RESTORE_PGOPTIONS = '-c synchronous_commit=off -c maintenance_work_mem=128MB';
 
 export async function importDatabase(local: LocalEnvironment, io: IO, options: ImportOptions): Promise<ImportResult> {
   const started = Date.now();
