@@ -358,6 +358,7 @@ export async function openDump(input: Readable): Promise<OpenedDump> {
     case 'plain': {
       const body = plainBody(sniffed.head, outer.bom);
       if (body.length === 0 && sniffed.ended) {
+        await it.return?.();
         throw new InvalidInputError('the dump is empty (only a UTF-8 byte order mark)', {
           hint: `check that you picked the right file; ${SUPPORTED}`,
         });

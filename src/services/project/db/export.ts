@@ -83,21 +83,49 @@ export async function exportDatabase(local: LocalEnvironment, io: IO, options: E
   }
 }
 
-/**
- * pg_dump's output goes to `sink` through `meter`, and at the same time into a verifier that reads
- * all of it: pg_restore for the custom format (every data block is decompressed), a check of the
- * closing line for plain SQL.
- */
+/** pg_dump's output, whatever the format, into `sink` through `meter` (which counts and hashes). */
 async function dumpAndVerify(db: LocalDatabase, format: ExportFormat, meter: Transform, sink: Writable, closeSink: boolean): Promise<void> {
-  const dumpArgs = ['exec', db.containerId, 'pg_dump', '-U', db.user, '-d', db.name];
-  // Level 1: most of the size win of zlib at a fraction of the default level's time.
-  if (format === 'custom') dumpArgs.push('-Fc', '-Z1');
-  const dump = execa('docker', dumpArgs, { stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', buffer: { stdout: false, stderr: true }, reject: false });
+  if (format === 'custom') await dumpCustom(db, meter, sink, closeSink);
+  else await dumpPlain(db, format, meter, sink, closeSink);
+}
 
-  const verifier =
-    format === 'custom'
-      ? execa('docker', ['exec', '-i', db.containerId, 'pg_restore', '-f', '/dev/null'], { stdin: 'pipe', stdout: 'ignore', stderr: 'pipe', reject: false })
-      : undefined;
+/**
+ * Custom format: pg_dump writes a file inside the db container (seekable, so the archive records data
+ * offsets and restores of it run in parallel), then pg_restore reads that file fully (every data
+ * block decompressed) while the same file streams out to `sink`.
+ */
+async function dumpCustom(db: LocalDatabase, meter: Transform, sink: Writable, closeSink: boolean): Promise<void> {
+  const path = `/tmp/divio-export-${randomBytes(5).toString('hex')}.dump`;
+  const exec = (args: string[]) => execa('docker', ['exec', db.containerId, ...args], { stdin: 'ignore', stdout: 'ignore', stderr: 'pipe', reject: false });
+  try {
+    // Level 1: most of zlib's size win at a fraction of the default level's time.
+    const dumped = await exec(['pg_dump', '-Fc', '-Z1', '-U', db.user, '-d', db.name, '-f', path]);
+    if (dumped.exitCode !== 0) throw pgDumpFailed(String(dumped.stderr));
+    const verifying = exec(['pg_restore', '-f', '/dev/null', path]);
+    const copy = execa('docker', ['exec', db.containerId, 'cat', path], { stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', buffer: { stdout: false, stderr: true }, reject: false });
+    let streamError: unknown;
+    try {
+      await pipeline(copy.stdout!, meter, sink, { end: closeSink });
+    } catch (error) {
+      streamError = error;
+    }
+    const [copied, verified] = await Promise.all([copy, verifying]);
+    if (streamError) throw writeFailed(streamError);
+    if (copied.exitCode !== 0) throw new DivioError(`copying the dump out of the db container failed: ${String(copied.stderr).trim()}`, { exitCode: ExitCode.childFailed, hint: 'Try again; see `divio project logs db`.' });
+    if (verified.exitCode !== 0) {
+      throw new DivioError(`the export did not read back as a complete dump: ${String(verified.stderr).trim()}`, {
+        exitCode: ExitCode.childFailed,
+        hint: 'Nothing was written under the name asked for. Try again; if it repeats, see `divio project logs db`.',
+      });
+    }
+  } finally {
+    await execa('docker', ['exec', db.containerId, 'rm', '-f', path], { reject: false });
+  }
+}
+
+/** Plain SQL (optionally gzip'd here): streamed out; complete only with pg_dump's closing line. */
+async function dumpPlain(db: LocalDatabase, format: ExportFormat, meter: Transform, sink: Writable, closeSink: boolean): Promise<void> {
+  const dump = execa('docker', ['exec', db.containerId, 'pg_dump', '-U', db.user, '-d', db.name], { stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', buffer: { stdout: false, stderr: true }, reject: false });
   let tail = '';
   const trailerCheck = new Transform({
     transform(chunk: Buffer, _enc, done) {
@@ -105,78 +133,29 @@ async function dumpAndVerify(db: LocalDatabase, format: ExportFormat, meter: Tra
       done(null, chunk);
     },
   });
-
-  const tee = teeTo(sink, verifier?.stdin ?? undefined, closeSink);
-
-  const stages: (Readable | Transform)[] = [dump.stdout!];
-  if (format !== 'custom') stages.push(trailerCheck);
+  const stages: Transform[] = [trailerCheck];
   if (format === 'gzip') stages.push(createGzip({ level: 1 }));
   stages.push(meter);
   let streamError: unknown;
   try {
-    await pipeline([...stages, tee] as unknown as [Readable, ...Transform[], Writable]);
+    await pipeline([dump.stdout!, ...stages, sink] as unknown as [Readable, ...Transform[], Writable], { end: closeSink });
   } catch (error) {
     streamError = error;
   }
   const dumped = await dump;
-  const verified = verifier ? await verifier : undefined;
-  if (dumped.exitCode !== 0) {
-    throw new DivioError(`pg_dump failed: ${String(dumped.stderr).trim() || `exit code ${dumped.exitCode}`}`, {
-      exitCode: ExitCode.childFailed,
-      hint: 'See `divio project logs db`.',
-    });
-  }
-  if (streamError) throw new DivioError(`writing the export failed: ${(streamError as Error).message}`, { exitCode: ExitCode.failure, hint: 'Check the free disk space.' });
-  if (verified && verified.exitCode !== 0) {
-    throw new DivioError(`the export did not read back as a complete dump: ${String(verified.stderr).trim()}`, {
-      exitCode: ExitCode.childFailed,
-      hint: 'Nothing was written under the name asked for. Try again; if it repeats, see `divio project logs db`.',
-    });
-  }
-  if (format !== 'custom' && !tail.includes(PLAIN_TRAILER)) {
-    throw new DivioError('the SQL export ended without pg_dump\'s closing line', {
-      exitCode: ExitCode.childFailed,
-      hint: 'Try again; see `divio project logs db`.',
-    });
+  if (dumped.exitCode !== 0) throw pgDumpFailed(String(dumped.stderr));
+  if (streamError) throw writeFailed(streamError);
+  if (!tail.includes(PLAIN_TRAILER)) {
+    throw new DivioError("the SQL export ended without pg_dump's closing line", { exitCode: ExitCode.childFailed, hint: 'Try again; see `divio project logs db`.' });
   }
 }
 
-/**
- * Write every chunk to `primary` and to `verifier`, honouring both one's back-pressure. The verifier
- * may exit as soon as it has read the end of the archive: from then on it is skipped, and its exit
- * status (checked by the caller) says whether what it read was whole. Errors of `primary` fail.
- */
-function teeTo(primary: Writable, verifier: Writable | undefined, endPrimary: boolean): Writable {
-  let verifierGone = verifier === undefined;
-  const markGone = () => {
-    verifierGone = true;
-  };
-  verifier?.once('close', markGone);
-  verifier?.once('error', markGone);
-  const toVerifier = (chunk: Buffer) =>
-    new Promise<void>((resolveWrite) => {
-      if (verifierGone || !verifier) return resolveWrite();
-      const onGone = () => resolveWrite();
-      verifier.once('close', onGone);
-      verifier.write(chunk, () => {
-        verifier.off('close', onGone);
-        resolveWrite();
-      });
-    });
-  const toPrimary = (chunk: Buffer) =>
-    new Promise<void>((resolveWrite, reject) => primary.write(chunk, (error) => (error ? reject(error) : resolveWrite())));
-  return new Writable({
-    highWaterMark: 1024 * 1024,
-    write(chunk: Buffer, _enc, done) {
-      Promise.all([toPrimary(chunk), toVerifier(chunk)]).then(() => done(), done);
-    },
-    final(done) {
-      if (verifier && !verifierGone) verifier.end();
-      if (!endPrimary) return done();
-      primary.once('error', done);
-      primary.end(() => done());
-    },
-  });
+function pgDumpFailed(stderr: string): DivioError {
+  return new DivioError(`pg_dump failed: ${stderr.trim() || 'no error output'}`, { exitCode: ExitCode.childFailed, hint: 'See `divio project logs db`.' });
+}
+
+function writeFailed(error: unknown): DivioError {
+  return new DivioError(`writing the export failed: ${(error as Error).message}`, { exitCode: ExitCode.failure, hint: 'Check the free disk space.' });
 }
 
 async function verifyFile(path: string, sha256: string, bytes: number): Promise<void> {

@@ -71,7 +71,8 @@ class GuardError extends InvalidInputError {
   constructor(
     message: string,
     hint: string,
-    readonly line: number,
+    /** Byte offset in the input. */
+    readonly offset: number,
   ) {
     super(message, { hint });
   }
@@ -255,6 +256,8 @@ class Lexer {
   hooks: LexerHooks | null;
   /** Maps a position in the buffer being lexed to a 1-based input line, for messages. */
   where: (pos: number) => number = () => 1;
+  /** Maps a position in the buffer being lexed to a byte offset in the input. */
+  at: (pos: number) => number = () => 0;
 
   st = ST_INIT;
   pend = P_NONE;
@@ -290,6 +293,7 @@ class Lexer {
   metaLen = 0;
   metaStart = 0;
   metaLine = 0;
+  metaOffset = 0;
   /** Where in the buffer being lexed an error was raised. */
   errPos = 0;
 
@@ -323,8 +327,7 @@ class Lexer {
 
   fail(message: string, hint: string, pos: number): never {
     this.errPos = pos;
-    const line = this.where(pos);
-    throw new GuardError(message.replace('%LINE%', String(line)), hint, line);
+    throw new GuardError(message.replace('%LINE%', String(this.where(pos))), hint, this.at(pos));
   }
 
   private failMeta(name: string, pos: number): never {
@@ -332,7 +335,7 @@ class Lexer {
     throw new GuardError(
       `the dump contains the psql meta-command \\${name} at line ${this.metaLine}; divio never runs meta-commands from a dump`,
       `remove that line from the file, or export the database with pg_dump (plain or custom format)${stdModeNote(this.mode)}`,
-      this.metaLine,
+      this.metaOffset,
     );
   }
 
@@ -349,6 +352,7 @@ class Lexer {
   clone(mode: number): Lexer {
     const l = new Lexer(mode, this.forking, this.hooks);
     l.where = this.where;
+    l.at = this.at;
     l.st = this.st;
     l.pend = this.pend;
     l.tok = this.tok;
@@ -379,6 +383,7 @@ class Lexer {
     l.metaLen = this.metaLen;
     l.metaStart = this.metaStart;
     l.metaLine = this.metaLine;
+    l.metaOffset = this.metaOffset;
     l.paren = this.paren;
     l.begin = this.begin;
     l.sig = this.sig;
@@ -533,12 +538,12 @@ class Lexer {
         i++;
         this.pendingCopy--;
         this.cpos = 0;
-        this.hooks?.copyEnd(i);
         if (this.pendingCopy === 0) {
+          // (several COPY ... FROM STDIN on one line read their blocks one after the other)
           this.inCopy = false;
+          this.hooks?.copyEnd(i);
           return i;
         }
-        this.hooks?.copyStart(i);
       } else {
         this.cpos = -1;
       }
@@ -988,6 +993,7 @@ class Lexer {
         this.metaLen = 0;
         this.metaStart = i;
         this.metaLine = this.where(i);
+        this.metaOffset = this.at(i);
         this.hooks?.backslash(i);
         return;
       case 40: // (
@@ -1238,25 +1244,41 @@ const MAX_STATES = 16;
 /** Where the output of one input chunk came from: output offset → input line, for messages. */
 interface Output {
   buf: Buffer;
+  /** Per piece: offset in `buf`, input line and input byte offset of its first byte. */
   offsets: number[];
   lines: number[];
+  starts: number[];
 }
 
 class Verifier {
   lexers: Lexer[] = [new Lexer(MODE_STD, true, null), new Lexer(MODE_ESC, true, null)];
 
   process(output: Output): void {
-    const { buf, offsets, lines } = output;
+    const { buf, offsets, lines, starts } = output;
     const len = buf.length;
-    const where = (pos: number): number => {
-      const p = Math.max(0, Math.min(pos, len));
+    const piece = (p: number): number => {
       let k = offsets.length - 1;
       while (k > 0 && offsets[k]! > p) k--;
+      return k;
+    };
+    const where = (pos: number): number => {
+      const p = Math.max(0, Math.min(pos, len));
+      const k = piece(p);
       return lines[k]! + countNewlines(buf, offsets[k]!, p);
+    };
+    const at = (pos: number): number => {
+      const p = Math.max(0, Math.min(pos, len));
+      const k = piece(p);
+      return starts[k]! + p - offsets[k]!;
     };
     let ls = this.lexers;
     let ps = ls.map(() => 0);
-    for (const l of ls) l.where = where;
+    for (const l of ls) {
+      l.where = where;
+      l.at = at;
+    }
+    // The first problem in the input is the one reported, whichever state finds it.
+    let failure: GuardError | null = null;
     for (;;) {
       let min = Infinity;
       let pending = false;
@@ -1288,8 +1310,19 @@ class Verifier {
         ps = nextPs;
         continue;
       }
-      for (let k = 0; k < ls.length; k++) if (ps[k] === min) ps[k] = ls[k]!.run(buf, min, len);
+      for (let k = 0; k < ls.length; k++) {
+        if (ps[k] !== min) continue;
+        try {
+          ps[k] = ls[k]!.run(buf, min, len);
+        } catch (error) {
+          if (!(error instanceof GuardError)) throw error;
+          if (failure === null || error.offset < failure.offset) failure = error;
+          ps[k] = len; // this state is done
+          ls[k]!.forkPending = false;
+        }
+      }
     }
+    if (failure !== null) throw failure;
     const merged: Lexer[] = [];
     for (const l of ls) if (!merged.some((m) => m.mode === l.mode && m.sameState(l))) merged.push(l);
     this.lexers = merged;
@@ -1356,6 +1389,7 @@ class Planner implements LexerHooks {
   /** Output of the current chunk, with the input line each piece starts on. */
   private pieces: Buffer[] = [];
   private pieceLines: number[] = [];
+  private pieceStarts: number[] = [];
   private outMode = OUT_PASS;
   /** PASS: output runs from here. BUFFER: output runs from here up to `bufStart`. DROP: where PASS resumes. */
   private segStart = 0;
@@ -1364,6 +1398,7 @@ class Planner implements LexerHooks {
   /** Held-back start of an undecided statement from earlier chunks. */
   private prefix: Buffer[] = [];
   private prefixLines: number[] = [];
+  private prefixStarts: number[] = [];
   private prefixLen = 0;
   /** Line counting over the current chunk: line number at `cursorPos`. */
   private cursorPos = 0;
@@ -1400,12 +1435,15 @@ class Planner implements LexerHooks {
     this.buf = buf;
     this.pieces = [];
     this.pieceLines = [];
+    this.pieceStarts = [];
     this.segStart = 0;
     this.bufStart = 0;
     const lines = this.inLines;
     this.cursorPos = 0;
     this.cursorLine = lines + 1;
     this.lexer.where = (pos) => lines + countNewlines(buf, 0, Math.max(0, pos)) + 1;
+    const base = this.inBytes;
+    this.lexer.at = (pos) => base + pos;
     this.lexer.run(buf, 0, buf.length);
     const end = buf.length;
     const lx = this.lexer;
@@ -1421,6 +1459,7 @@ class Planner implements LexerHooks {
       this.emit(this.segStart, end - 1);
       this.prefix = [buf.subarray(end - 1)];
       this.prefixLines = [this.lineAt(end - 1)];
+      this.prefixStarts = [this.inBytes + end - 1];
       this.prefixLen = 1;
       this.held = true;
       this.heldPrev = end >= 2 ? buf[end - 2]! : this.lastByte;
@@ -1431,6 +1470,7 @@ class Planner implements LexerHooks {
       if (end > this.bufStart) {
         this.prefix.push(buf.subarray(this.bufStart, end));
         this.prefixLines.push(this.lineAt(this.bufStart));
+        this.prefixStarts.push(this.inBytes + this.bufStart);
         this.prefixLen += end - this.bufStart;
       }
     }
@@ -1448,10 +1488,13 @@ class Planner implements LexerHooks {
     this.buf = Buffer.alloc(0);
     this.pieces = [];
     this.pieceLines = [];
+    this.pieceStarts = [];
     this.segStart = 0;
     this.bufStart = 0;
     const line = this.inLines + (this.lastByte === 10 ? 0 : 1);
     this.lexer.where = () => Math.max(1, line);
+    const total = this.inBytes;
+    this.lexer.at = () => total;
     this.atEnd = true;
     this.lexer.finish();
     if (this.capturing) this.endCapture();
@@ -1488,7 +1531,12 @@ class Planner implements LexerHooks {
       offsets.push(size);
       size += piece.length;
     }
-    return { buf: pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, size), offsets, lines: this.pieceLines };
+    return {
+      buf: pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, size),
+      offsets,
+      lines: this.pieceLines,
+      starts: this.pieceStarts,
+    };
   }
 
   /** 1-based input line of position `pos` of the current chunk (positions must not go backwards). */
@@ -1532,12 +1580,14 @@ class Planner implements LexerHooks {
     if (end <= start) return;
     this.pieces.push(this.buf.subarray(start, end));
     this.pieceLines.push(this.lineAt(start));
+    this.pieceStarts.push(this.inBytes + start);
   }
 
   private flushPrefix(): void {
     for (let k = 0; k < this.prefix.length; k++) {
       this.pieces.push(this.prefix[k]!);
       this.pieceLines.push(this.prefixLines[k]!);
+      this.pieceStarts.push(this.prefixStarts[k]!);
     }
     this.clearPrefix();
   }
@@ -1545,6 +1595,7 @@ class Planner implements LexerHooks {
   private clearPrefix(): void {
     this.prefix = [];
     this.prefixLines = [];
+    this.prefixStarts = [];
     this.prefixLen = 0;
     this.held = false;
   }
@@ -1762,7 +1813,8 @@ class Planner implements LexerHooks {
     // COPY data always goes out, even in the middle of a statement being dropped.
     if (this.stmt === STMT_UNDECIDED) this.keep(pos);
     this.savedOut = this.outMode;
-    if (this.outMode === OUT_DROP) this.segStart = pos;
+    // pos follows the newline that ends the COPY line; psql needs that newline too
+    if (this.outMode === OUT_DROP) this.segStart = pos - 1;
     this.outMode = OUT_PASS;
   }
 
@@ -1867,7 +1919,13 @@ export class PsqlGuard extends Transform {
     try {
       if (!this.started) this.feed(this.begin());
       this.decideHeader(true);
-      this.emit_(this.planner.finish());
+      let output: Output | null;
+      try {
+        output = this.planner.finish();
+      } catch (error) {
+        this.earliest(error);
+      }
+      this.emit_(output);
       this.verifier.finish();
       this.finished = true;
       if (this.header === 'pg_dump') {
@@ -1913,20 +1971,24 @@ export class PsqlGuard extends Transform {
     try {
       output = this.planner.process(buf);
     } catch (error) {
-      // Report the earliest problem: the string-mode states may find one before this one.
-      if (error instanceof GuardError) {
-        const before = this.planner.salvage();
-        if (before !== null) {
-          try {
-            this.verifier.process(before);
-          } catch (earlier) {
-            if (earlier instanceof GuardError && earlier.line < error.line) throw earlier;
-          }
-        }
-      }
-      throw error;
+      this.earliest(error);
     }
     this.emit_(output);
+  }
+
+  /** Rethrows the planner's `error`, or an earlier problem the string-mode states find in what came before it. */
+  private earliest(error: unknown): never {
+    if (error instanceof GuardError) {
+      const before = this.planner.salvage();
+      if (before !== null) {
+        try {
+          this.verifier.process(before);
+        } catch (earlier) {
+          if (earlier instanceof GuardError && earlier.offset < error.offset) throw earlier;
+        }
+      }
+    }
+    throw error;
   }
 
   private decideHeader(final: boolean): void {
