@@ -3,7 +3,7 @@
  * on a TTY a spinner with the latest line, the full output only if it fails; otherwise every line as
  * it comes, for CI logs.
  */
-import type { ResultPromise } from 'execa';
+import { execa, type ResultPromise } from 'execa';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { DivioError, ExitCode } from './errors.js';
@@ -55,4 +55,23 @@ export async function runShown(
 export function childFailed(message: string, hint: string, failure: ChildFailure): DivioError {
   const code = failure.exitCode === undefined ? '' : ` (exit code ${failure.exitCode})`;
   return new DivioError(`${message}${code}`, { hint, exitCode: ExitCode.childFailed });
+}
+
+/**
+ * A child that talks to the user directly (exec, shell, logs -f): the terminal is handed over when
+ * the IO is the process's own; under tests the IO's streams are used instead. Returns the exit code.
+ */
+export async function runAttached(io: IO, file: string, args: string[], options: { cwd?: string; stdin?: boolean } = {}): Promise<number> {
+  const own = (stream: unknown, processStream: unknown) => stream === processStream;
+  const stdin = options.stdin === false ? 'ignore' : own(io.stdin, process.stdin) ? 'inherit' : io.stdin;
+  const result = await execa(file, args, {
+    cwd: options.cwd,
+    stdin,
+    stdout: own(io.stdout, process.stdout) ? 'inherit' : 'pipe',
+    stderr: own(io.stderr, process.stderr) ? 'inherit' : 'pipe',
+    reject: false,
+  });
+  if (typeof result.stdout === 'string' && result.stdout) io.stdout.write(result.stdout);
+  if (typeof result.stderr === 'string' && result.stderr) io.stderr.write(result.stderr);
+  return result.exitCode ?? 1;
 }

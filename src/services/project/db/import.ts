@@ -17,6 +17,7 @@ import { openDump } from './dump-sniff.js';
 import { createPsqlGuard } from './psql-guard.js';
 import {
   dropDatabase,
+  dropDatabaseInBackground,
   dropLeftoverDatabases,
   ident,
   openLocalDatabase,
@@ -89,7 +90,7 @@ export async function importDatabase(local: LocalEnvironment, io: IO, options: I
       }
     });
     const { replaced } = await swapInDatabase(db, fresh, old);
-    if (replaced) await dropDatabase(db, old);
+    if (replaced) await dropDatabaseInBackground(db, old);
     return {
       app: local.project.slug,
       database: db.name,
