@@ -21,7 +21,7 @@ function mulberry32(seed: number): () => number {
 }
 
 /** A readable that delivers `data` in the given chunk sizes (cycled), or in one chunk. */
-function source(data: Buffer, sizes: number[] = [data.length || 1]): Readable & { destroyedByConsumer(): boolean } {
+function source(data: Buffer, sizes: number[] = [data.length || 1]): Readable {
   const chunks: Buffer[] = [];
   for (let i = 0, k = 0; i < data.length; k++) {
     const n = Math.max(1, sizes[k % sizes.length]!);
@@ -29,12 +29,11 @@ function source(data: Buffer, sizes: number[] = [data.length || 1]): Readable & 
     i += n;
   }
   let index = 0;
-  const stream = new Readable({
+  return new Readable({
     read() {
       this.push(index < chunks.length ? chunks[index++] : null);
     },
   });
-  return Object.assign(stream, { destroyedByConsumer: () => stream.destroyed && index <= chunks.length });
 }
 
 function randomSizes(seed: number, count = 64, max = 5000): number[] {

@@ -11,11 +11,12 @@ export interface DownResult {
 export async function down(local: LocalEnvironment, io: IO, options: { volumes?: boolean } = {}): Promise<DownResult> {
   const args = ['down', '--remove-orphans'];
   if (options.volumes) args.push('--volumes');
+  const compose = await local.compose();
   await runShown(
     io,
     `Stopping ${local.project.slug}${options.volumes ? ' and removing its volumes' : ''}`,
-    local.compose().run(args, { buffer: false, stdin: 'ignore' }),
-    (failure) => childFailed(`${local.tool.argv.join(' ')} down failed`, 'Read the output above; `divio doctor` checks Docker.', failure),
+    compose.run(args, { buffer: false, stdin: 'ignore' }),
+    (failure) => childFailed(`${compose.tool.argv.join(' ')} down failed`, 'Read the output above; `divio doctor` checks Docker.', failure),
   );
   return { app: local.project.slug, removedVolumes: options.volumes ?? false };
 }

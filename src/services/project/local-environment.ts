@@ -15,11 +15,12 @@ export const LIVE_CONFIG_OVERLAY = '.divio/compose.live-config.yml';
 
 export interface LocalEnvironment {
   project: Project;
-  tool: ComposeTool;
+  /** Compose is detected on first use: the database commands never need it. */
+  tool(): Promise<ComposeTool>;
   /** Compose project name: the app slug. */
   name: string;
   env: NodeJS.ProcessEnv;
-  compose(options?: { liveConfig?: boolean; webPort?: number }): ComposeProject;
+  compose(options?: { liveConfig?: boolean; webPort?: number }): Promise<ComposeProject>;
   containers(): Promise<ServiceContainer[]>;
   /** The running container of a service, or a clear error saying how to start it. */
   requireRunning(service: string): Promise<ServiceContainer>;
@@ -29,19 +30,19 @@ export async function openLocalEnvironment(options: ResolveOptions = {}): Promis
   const env = options.env ?? process.env;
   const project = await resolveProject(options);
   await requireDocker(env);
-  const tool = await detectCompose(env);
   const name = project.slug;
+  const tool = () => detectCompose(env);
   return {
     project,
     tool,
     name,
     env,
-    compose({ liveConfig = false, webPort } = {}) {
+    async compose({ liveConfig = false, webPort } = {}) {
       const files = [join(project.root, COMPOSE_FILE)];
       if (liveConfig) files.push(join(project.root, LIVE_CONFIG_OVERLAY));
       const variables: Record<string, string> = {};
       if (webPort !== undefined) variables.DIVIO_WEB_PORT = String(webPort);
-      return new ComposeProject({ tool, name, cwd: project.root, files, variables });
+      return new ComposeProject({ tool: await tool(), name, cwd: project.root, files, variables });
     },
     containers: () => composeContainers(name),
     async requireRunning(service) {

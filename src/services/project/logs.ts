@@ -1,4 +1,4 @@
-import { execa } from 'execa';
+import { runAttached } from '../../core/child-output.js';
 import type { IO } from '../../core/io.js';
 import type { LocalEnvironment } from './local-environment.js';
 
@@ -19,15 +19,6 @@ export async function showLogs(local: LocalEnvironment, io: IO, options: LogsOpt
   if (options.tail !== undefined) args.push('--tail', String(options.tail));
   if (io.color.level === 0) args.push('--no-color');
   if (options.service) args.push(options.service);
-  const compose = local.compose();
-  const result = await execa(compose.tool.argv[0], compose.args(args), {
-    cwd: local.project.root,
-    stdin: 'ignore',
-    stdout: io.stdout === process.stdout ? 'inherit' : 'pipe',
-    stderr: io.stderr === process.stderr ? 'inherit' : 'pipe',
-    reject: false,
-  });
-  if (io.stdout !== process.stdout && typeof result.stdout === 'string') io.stdout.write(result.stdout);
-  if (io.stderr !== process.stderr && typeof result.stderr === 'string') io.stderr.write(result.stderr);
-  return result.exitCode ?? 1;
+  const compose = await local.compose();
+  return runAttached(io, compose.tool.argv[0], compose.args(args), { cwd: local.project.root, stdin: false });
 }

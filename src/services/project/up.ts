@@ -57,16 +57,17 @@ export async function up(local: LocalEnvironment, io: IO, options: UpOptions = {
   for (let attempt = 1; ; attempt++) {
     const args = ['up', '--detach', '--remove-orphans'];
     if (options.build) args.push('--build');
+    const compose = await local.compose({ liveConfig, webPort: port });
     try {
       await runShown(
         io,
         `Starting ${project.slug}${liveConfig ? ' with the live configuration' : ''}`,
-        local.compose({ liveConfig, webPort: port }).run(args, { buffer: false, stdin: 'ignore' }),
+        compose.run(args, { buffer: false, stdin: 'ignore' }),
         (failure) => {
           const taken = failure.output.some((l) => PORT_TAKEN.test(l));
           return Object.assign(
             childFailed(
-              taken ? `port ${port} was taken while starting ${project.slug}` : `${local.tool.argv.join(' ')} up failed`,
+              taken ? `port ${port} was taken while starting ${project.slug}` : `${compose.tool.argv.join(' ')} up failed`,
               'Read the output above; `divio project logs` shows the services\' logs, `divio doctor` checks Docker.',
               failure,
             ),
