@@ -1,4 +1,4 @@
-import { mkdir, rename, writeFile, open } from 'node:fs/promises';
+import { mkdir, open, rename, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, basename } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
@@ -18,7 +18,6 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
 
 export async function pathExists(path: string): Promise<boolean> {
   try {
-    const { stat } = await import('node:fs/promises');
     await stat(path);
     return true;
   } catch {

@@ -4,7 +4,7 @@
  * regeneration can tell divio's own file (safe to replace) from one the user edited (never replaced).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { pathExists, writeFileAtomic } from '../../core/fs-util.js';
@@ -153,6 +153,5 @@ export async function ensureLocalFiles(root: string): Promise<void> {
   if (!(await pathExists(envLocal))) {
     await writeFileAtomic(envLocal, await readFile(templatePath('env.local'), 'utf8'));
   }
-  const { mkdir } = await import('node:fs/promises');
   await mkdir(join(root, 'data', 'media'), { recursive: true });
 }

@@ -58,7 +58,7 @@ export async function openLocalEnvironment(options: ResolveOptions = {}): Promis
       }
       throw new DivioError(`service "${service}" of ${name} is not running`, {
         exitCode: ExitCode.environment,
-        hint: `Start the local environment with \`divio project up\`${project.slug ? '' : ''}.`,
+        hint: 'Start the local environment with `divio project up`.',
       });
     },
   };

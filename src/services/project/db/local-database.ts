@@ -133,14 +133,3 @@ COMMIT;
   await runSql(db, `ALTER DATABASE ${ident(db.name)} ALLOW_CONNECTIONS true;`).catch(() => {});
   throw lastError;
 }
-
-/** A digest of a table's content, for tests and for comparing databases: count and md5 of rows. */
-export async function tableChecksum(db: LocalDatabase, table: string, database = db.name): Promise<{ rows: number; md5: string }> {
-  const out = await runSql(
-    db,
-    `SELECT count(*) || ' ' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM ${table} t;`,
-    database,
-  );
-  const [rows, md5] = out.trim().split(' ');
-  return { rows: Number(rows), md5: md5 ?? '' };
-}
