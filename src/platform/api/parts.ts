@@ -1,0 +1,46 @@
+/**
+ * The replaceable parts behind the API. The embedded platform provides one implementation of each;
+ * an operator's external PostgreSQL, S3 or registry plugs in behind the same interface, and callers
+ * never know which they have.
+ */
+
+/** One database and one login role per environment, on a PostgreSQL cluster. */
+export interface DatabaseCluster {
+  /** Idempotent: creates the role (or resets its password) and a database it owns. */
+  provision(req: { database: string; role: string; password: string }): Promise<void>;
+  /** Idempotent: ends connections, drops the database and the role. */
+  deprovision(req: { database: string; role: string }): Promise<void>;
+  /** Where app containers connect. */
+  readonly appHost: string;
+  readonly appPort: number;
+  /** Throws when the cluster does not answer. */
+  check(): Promise<void>;
+}
+
+export interface MediaGrant {
+  endpoint: string;
+  publicUrl: string;
+  region: string;
+  bucket: string;
+  /** Key prefix inside the bucket ('' when the environment owns the whole bucket). */
+  prefix: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+}
+
+/** One bucket (or prefix) and credentials per environment, on S3-compatible storage. */
+export interface MediaStorage {
+  /** Idempotent: creates the bucket and credentials that can reach it (and only it, where the store can enforce that). */
+  provision(req: { bucket: string }): Promise<MediaGrant>;
+  /** Idempotent: deletes every object, the bucket and its credentials. */
+  deprovision(req: { bucket: string }): Promise<void>;
+  check(): Promise<void>;
+}
+
+/** Bare repositories, one per app. */
+export interface GitHosting {
+  create(slug: string): Promise<void>;
+  remove(slug: string): Promise<void>;
+  exists(slug: string): Promise<boolean>;
+  check(): Promise<void>;
+}

@@ -1,0 +1,54 @@
+/**
+ * What the platform's own services (API, media store) are told at start: addresses of the parts
+ * and their credentials. `divio platform start` writes it as a Swarm secret; services read it from
+ * the file named by DIVIO_PLATFORM_CONFIG. Never logged: it holds passwords.
+ */
+import { readFile } from 'node:fs/promises';
+import { z } from 'zod';
+
+export const runtimeConfigSchema = z.strictObject({
+  /** Prefix of every Swarm object of this platform (services, network, secrets). */
+  name: z.string().regex(/^[a-z][a-z0-9-]{0,30}$/),
+  version: z.string(),
+  /** Apps answer at `http://ENV-SLUG.DOMAIN:PORT`. */
+  domain: z.string(),
+  /** The router's public URL: the API, git and registry all answer here. */
+  publicUrl: z.url(),
+  database: z.strictObject({
+    /** A superuser (or CREATEDB + CREATEROLE) connection; the platform's own state lives in `platformDatabase` on it. */
+    adminUrl: z.string(),
+    platformDatabase: z.string(),
+    /** Host and port app containers use to reach the cluster. */
+    appHost: z.string(),
+    appPort: z.number().int(),
+  }),
+  media: z.strictObject({
+    /** S3 endpoint as the API and app containers reach it. */
+    endpoint: z.url(),
+    /** Base URL under which browsers fetch objects (`PUBLIC/BUCKET/KEY`). */
+    publicUrl: z.url(),
+    region: z.string(),
+    accessKeyId: z.string(),
+    secretAccessKey: z.string(),
+    /**
+     * Embedded store only: a JSON file of per-environment key pairs the store reloads, so each
+     * environment gets credentials for its own bucket alone. Absent for an external S3, where
+     * environments share the configured credentials.
+     */
+    keysFile: z.string().optional(),
+  }),
+  registry: z.strictObject({ address: z.string() }),
+  git: z.strictObject({ root: z.string() }),
+  /** The operator the CLI that ran `platform start` logs in as; only the token's hash is here. */
+  operator: z.strictObject({ name: z.string(), tokenId: z.string(), tokenHash: z.string() }),
+  /** Largest JSON request body accepted, in bytes (git pushes are streamed and not limited by this). */
+  bodyLimit: z.number().int().positive().default(1024 * 1024),
+  listen: z.strictObject({ host: z.string(), port: z.number().int() }).default({ host: '0.0.0.0', port: 8080 }),
+});
+
+export type RuntimeConfig = z.output<typeof runtimeConfigSchema>;
+
+export async function readRuntimeConfig(file = process.env.DIVIO_PLATFORM_CONFIG): Promise<RuntimeConfig> {
+  if (!file) throw new Error('DIVIO_PLATFORM_CONFIG is not set: it names the platform configuration file');
+  return runtimeConfigSchema.parse(JSON.parse(await readFile(file, 'utf8')));
+}

@@ -1,0 +1,205 @@
+/**
+ * Every route of the platform API, declared once. The server registers handlers against these
+ * objects (request validation and the OpenAPI document come from them); the CLI's client calls
+ * them by name and validates responses with the same schemas.
+ */
+import { createRoute } from '@hono/zod-openapi';
+import type { RouteConfig } from '@hono/zod-openapi';
+import * as s from './schemas.js';
+
+/**
+ * Who may call a route. `read`/`write` are token scopes; app-scoped routes additionally check that
+ * the app belongs to the token's user (another user's app answers 404, as if it did not exist).
+ */
+export type Access = 'public' | 'read' | 'write' | 'operator';
+
+const json = <T>(schema: T) => ({ 'application/json': { schema } });
+const errors = {
+  400: { description: 'Invalid input; `error.field` names the field', content: json(s.errorEnvelope) },
+  401: { description: 'Missing, unknown or revoked token', content: json(s.errorEnvelope) },
+  403: { description: 'The token lacks the scope or role this needs', content: json(s.errorEnvelope) },
+  404: { description: 'No such resource visible to this token', content: json(s.errorEnvelope) },
+  413: { description: 'Request body too large', content: json(s.errorEnvelope) },
+} as const;
+
+function define<const R extends RouteConfig>(access: Access, config: R) {
+  const security = access === 'public' ? [] : [{ bearer: [] }];
+  return createRoute({ ...config, security, 'x-divio-access': access } as R & { 'x-divio-access': Access });
+}
+
+export function accessOf(route: { 'x-divio-access': Access }): Access {
+  return route['x-divio-access'];
+}
+
+export const getHealth = define('public', {
+  method: 'get',
+  path: '/v1/health',
+  summary: 'Platform health: every component and whether it answers',
+  responses: {
+    200: { description: 'All components answer', content: json(s.health) },
+    503: { description: 'Some component is down', content: json(s.health) },
+  },
+});
+
+export const getMe = define('read', {
+  method: 'get',
+  path: '/v1/me',
+  summary: 'The user and token making this request',
+  responses: { 200: { description: 'Who you are', content: json(s.me) }, 401: errors[401] },
+});
+
+export const revokeCurrentToken = define('read', {
+  method: 'delete',
+  path: '/v1/me/token',
+  summary: 'Revoke the token making this request (log out)',
+  responses: { 204: { description: 'Revoked' }, 401: errors[401] },
+});
+
+export const listTokens = define('read', {
+  method: 'get',
+  path: '/v1/tokens',
+  summary: "The caller's tokens (never their secrets)",
+  responses: { 200: { description: 'Tokens', content: json(s.tokenList) }, 401: errors[401] },
+});
+
+export const createToken = define('write', {
+  method: 'post',
+  path: '/v1/tokens',
+  summary: 'Issue another token for the caller; the secret is in this response only',
+  request: { body: { content: json(s.createTokenBody), required: true } },
+  responses: {
+    201: { description: 'Issued', content: json(s.issuedToken) },
+    400: errors[400],
+    401: errors[401],
+    403: errors[403],
+    413: errors[413],
+  },
+});
+
+export const revokeToken = define('write', {
+  method: 'delete',
+  path: '/v1/tokens/{id}',
+  summary: "Revoke one of the caller's tokens",
+  request: { params: s.tokenParams },
+  responses: { 204: { description: 'Revoked' }, 400: errors[400], 401: errors[401], 403: errors[403], 404: errors[404] },
+});
+
+export const listUsers = define('operator', {
+  method: 'get',
+  path: '/v1/users',
+  summary: 'All users (operator)',
+  responses: { 200: { description: 'Users', content: json(s.userList) }, 401: errors[401], 403: errors[403] },
+});
+
+export const createUser = define('operator', {
+  method: 'post',
+  path: '/v1/users',
+  summary: 'Create a user and its first token (operator); the secret is in this response only',
+  request: { body: { content: json(s.createUserBody), required: true } },
+  responses: {
+    201: { description: 'Created', content: json(s.createdUser) },
+    400: errors[400],
+    401: errors[401],
+    403: errors[403],
+    409: { description: 'A user of that name exists', content: json(s.errorEnvelope) },
+    413: errors[413],
+  },
+});
+
+export const listApps = define('read', {
+  method: 'get',
+  path: '/v1/apps',
+  summary: "The caller's apps",
+  responses: { 200: { description: 'Apps', content: json(s.appList) }, 401: errors[401] },
+});
+
+export const createApp = define('write', {
+  method: 'post',
+  path: '/v1/apps',
+  summary: 'Register an app: its repository, and test and live environments with their own database and media',
+  request: { body: { content: json(s.createAppBody), required: true } },
+  responses: {
+    201: { description: 'Created', content: json(s.app) },
+    400: errors[400],
+    401: errors[401],
+    403: errors[403],
+    409: { description: 'The slug is taken', content: json(s.errorEnvelope) },
+    413: errors[413],
+  },
+});
+
+export const getApp = define('read', {
+  method: 'get',
+  path: '/v1/apps/{slug}',
+  summary: 'One app',
+  request: { params: s.slugParams },
+  responses: { 200: { description: 'The app', content: json(s.app) }, 400: errors[400], 401: errors[401], 404: errors[404] },
+});
+
+export const deleteApp = define('write', {
+  method: 'delete',
+  path: '/v1/apps/{slug}',
+  summary: 'Delete an app with its repository, databases and media',
+  request: { params: s.slugParams },
+  responses: { 204: { description: 'Deleted' }, 400: errors[400], 401: errors[401], 403: errors[403], 404: errors[404] },
+});
+
+export const listEnvironments = define('read', {
+  method: 'get',
+  path: '/v1/apps/{slug}/environments',
+  summary: "An app's environments",
+  request: { params: s.slugParams },
+  responses: {
+    200: { description: 'Environments', content: json(s.environmentList) },
+    400: errors[400],
+    401: errors[401],
+    404: errors[404],
+  },
+});
+
+export const getEnvironment = define('read', {
+  method: 'get',
+  path: '/v1/apps/{slug}/environments/{env}',
+  summary: 'One environment of an app',
+  request: { params: s.environmentParams },
+  responses: {
+    200: { description: 'The environment', content: json(s.environment) },
+    400: errors[400],
+    401: errors[401],
+    404: errors[404],
+  },
+});
+
+/** The JSON routes, in the order the server registers them. */
+export const apiRoutes = [
+  getHealth,
+  getMe,
+  revokeCurrentToken,
+  listTokens,
+  createToken,
+  revokeToken,
+  listUsers,
+  createUser,
+  listApps,
+  createApp,
+  getApp,
+  deleteApp,
+  listEnvironments,
+  getEnvironment,
+] as const;
+
+/**
+ * Git smart HTTP, served by `git http-backend` behind the API (HTTP Basic: any user name, a token as
+ * the password). Not JSON, but documented in the OpenAPI document all the same. Access is decided
+ * by the git service invoked: upload-pack reads, receive-pack writes.
+ */
+export const GIT_PATH_PREFIX = '/git';
+export const gitRoutes = [
+  { method: 'get', path: '/git/{slug}.git/info/refs', summary: 'Ref advertisement (`?service=git-upload-pack` or `git-receive-pack`)' },
+  { method: 'post', path: '/git/{slug}.git/git-upload-pack', summary: 'Fetch and clone (read)' },
+  { method: 'post', path: '/git/{slug}.git/git-receive-pack', summary: 'Push (write)' },
+] as const;
+
+export function gitUrl(endpoint: string, appSlug: string): string {
+  return `${endpoint.replace(/\/+$/, '')}${GIT_PATH_PREFIX}/${appSlug}.git`;
+}

@@ -1,0 +1,138 @@
+/**
+ * The platform API's data shapes: one source for the server's request validation, the OpenAPI
+ * document it serves, and the CLI client's types. Uses the `z` of @hono/zod-openapi (zod with
+ * `.openapi()` metadata) so the same objects document themselves.
+ */
+import { z } from '@hono/zod-openapi';
+import { SLUG_PATTERN } from '../project-config.js';
+
+export const slug = z
+  .string()
+  .regex(SLUG_PATTERN, 'must be 2-63 characters: lower-case letters, digits and "-", starting with a letter')
+  .openapi({ example: 'shop' });
+
+export const userName = slug.openapi({ example: 'alice' });
+
+export const ENVIRONMENT_NAMES = ['test', 'live'] as const;
+export const environmentName = z.enum(ENVIRONMENT_NAMES).openapi({ example: 'test' });
+export type EnvironmentName = z.infer<typeof environmentName>;
+
+export const TOKEN_SCOPES = ['read', 'write'] as const;
+/** `read` may look and clone; `write` may also create, change, delete and push. */
+export const tokenScope = z.enum(TOKEN_SCOPES);
+export type TokenScope = z.infer<typeof tokenScope>;
+
+export const errorEnvelope = z
+  .object({
+    error: z.object({
+      code: z.string().openapi({ example: 'invalid_input' }),
+      message: z.string(),
+      /** The request field at fault, as a dotted path (`body.slug`). */
+      field: z.string().optional(),
+      hint: z.string().optional(),
+    }),
+  })
+  .openapi('Error');
+export type ErrorEnvelope = z.infer<typeof errorEnvelope>;
+
+export const componentHealth = z.object({
+  name: z.string(),
+  state: z.enum(['ok', 'down']),
+  detail: z.string().optional(),
+});
+export const health = z
+  .object({
+    status: z.enum(['ok', 'degraded']),
+    version: z.string(),
+    components: z.array(componentHealth),
+  })
+  .openapi('Health');
+export type Health = z.infer<typeof health>;
+
+export const user = z
+  .object({
+    name: userName,
+    operator: z.boolean(),
+    createdAt: z.string().datetime(),
+  })
+  .openapi('User');
+export type User = z.infer<typeof user>;
+
+export const tokenInfo = z
+  .object({
+    id: z.string(),
+    scope: tokenScope,
+    createdAt: z.string().datetime(),
+    lastUsedAt: z.string().datetime().nullable(),
+  })
+  .openapi('TokenInfo');
+export type TokenInfo = z.infer<typeof tokenInfo>;
+
+export const me = z.object({ user, token: tokenInfo }).openapi('Me');
+export type Me = z.infer<typeof me>;
+
+/** A token's secret appears in exactly one response: the one that creates it. */
+export const issuedToken = z
+  .object({ token: z.string(), info: tokenInfo })
+  .openapi('IssuedToken');
+export type IssuedToken = z.infer<typeof issuedToken>;
+
+export const createUserBody = z
+  .strictObject({ name: userName, operator: z.boolean().optional() })
+  .openapi('CreateUserBody');
+export const createdUser = z.object({ user, token: z.string(), info: tokenInfo }).openapi('CreatedUser');
+export type CreatedUser = z.infer<typeof createdUser>;
+
+export const createTokenBody = z.strictObject({ scope: tokenScope.optional() }).openapi('CreateTokenBody');
+
+export const environment = z
+  .object({
+    name: environmentName,
+    /** Where the environment answers HTTP through the platform's router. */
+    url: z.string().url(),
+    branch: z.string(),
+    database: z.object({ name: z.string(), role: z.string(), host: z.string(), port: z.number().int() }),
+    media: z.object({ bucket: z.string(), prefix: z.string(), endpoint: z.string(), publicUrl: z.string() }),
+    createdAt: z.string().datetime(),
+  })
+  .openapi('Environment');
+export type Environment = z.infer<typeof environment>;
+
+export const app = z
+  .object({
+    slug,
+    owner: userName,
+    boilerplate: z.string().nullable(),
+    /** Smart-HTTP clone URL; authenticate with any user name and a token as the password. */
+    gitUrl: z.string().url(),
+    createdAt: z.string().datetime(),
+    environments: z.array(environment),
+  })
+  .openapi('App');
+export type App = z.infer<typeof app>;
+
+export const boilerplateName = z
+  .string()
+  .regex(/^[a-z][a-z0-9-]{0,62}$/, 'must be a boilerplate name: lower-case letters, digits and "-"');
+
+export const createAppBody = z
+  .strictObject({ slug, boilerplate: boilerplateName.optional() })
+  .openapi('CreateAppBody');
+export type CreateAppBody = z.infer<typeof createAppBody>;
+
+export const appList = z.object({ apps: z.array(app) }).openapi('AppList');
+export const userList = z.object({ users: z.array(user) }).openapi('UserList');
+export const tokenList = z.object({ tokens: z.array(tokenInfo) }).openapi('TokenList');
+export const environmentList = z.object({ environments: z.array(environment) }).openapi('EnvironmentList');
+
+export const slugParams = z.object({ slug: slug.openapi({ param: { name: 'slug', in: 'path' } }) });
+export const environmentParams = z.object({
+  slug: slug.openapi({ param: { name: 'slug', in: 'path' } }),
+  env: environmentName.openapi({ param: { name: 'env', in: 'path' } }),
+});
+export const tokenParams = z.object({
+  id: z
+    .string()
+    .regex(/^[a-z0-9]{16}$/, 'must be a token id (16 lower-case letters and digits)')
+    .openapi({ param: { name: 'id', in: 'path' } }),
+});
