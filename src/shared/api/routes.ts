@@ -200,6 +200,8 @@ export const gitRoutes = [
   { method: 'post', path: '/git/{slug}.git/git-receive-pack', summary: 'Push (write)' },
 ] as const;
 
+export const gitParams = s.slugParams;
+
 export function gitUrl(endpoint: string, appSlug: string): string {
   return `${endpoint.replace(/\/+$/, '')}${GIT_PATH_PREFIX}/${appSlug}.git`;
 }

@@ -1,0 +1,141 @@
+/**
+ * Registering and removing apps. An app is visible only once every part of it exists (repository,
+ * and per environment a database, role and media bucket); a failure part-way undoes what was made
+ * and the slug is free again. Apps caught half-way by a crash are cleaned up at the next start.
+ */
+import { randomBytes } from 'node:crypto';
+import { ENVIRONMENT_NAMES, type App, type Environment } from '../../shared/api/schemas.js';
+import { gitUrl } from '../../shared/api/routes.js';
+import type { RuntimeConfig } from '../runtime-config.js';
+import { ApiError, conflict } from './errors.js';
+import { mediaBucketName } from './media-storage.js';
+import type { DatabaseCluster, GitHosting, MediaStorage } from './parts.js';
+import { databaseName } from './resource-names.js';
+import type { AppRow, EnvironmentRow, Store, UserRow } from './store.js';
+
+export interface AppsDeps {
+  store: Store;
+  cluster: DatabaseCluster;
+  media: MediaStorage;
+  git: GitHosting;
+  config: Pick<RuntimeConfig, 'publicUrl' | 'domain' | 'media'>;
+  log: (line: string) => void;
+}
+
+export class AppsService {
+  constructor(private readonly deps: AppsDeps) {}
+
+  async create(owner: UserRow, slug: string, boilerplate: string | null): Promise<App> {
+    const { store } = this.deps;
+    const environments = ENVIRONMENT_NAMES.map((name) => ({
+      name,
+      branch: 'main',
+      db_name: databaseName(slug, name),
+      db_role: databaseName(slug, name),
+      db_password: randomBytes(24).toString('base64url'),
+      media_bucket: mediaBucketName(slug, name),
+      media_prefix: '',
+      media_access_key: null,
+      media_secret_key: null,
+    }));
+    const app = await store.insertApp(owner.id, slug, boilerplate, environments);
+    if (!app) throw conflict(`An app called "${slug}" already exists`, 'body.slug');
+    try {
+      await this.provision(app);
+      await store.setAppState(app.id, 'ready');
+    } catch (error) {
+      this.deps.log(`provisioning ${slug} failed: ${describe(error)}; undoing`);
+      await this.teardown(app).catch((undoError) =>
+        this.deps.log(`undoing ${slug} failed too: ${describe(undoError)}; the next API start retries`),
+      );
+      throw new ApiError(503, 'provisioning_failed', `The platform could not create "${slug}"; nothing was kept`, {
+        hint: 'Try again; if it keeps failing, the operator should check `divio platform status`.',
+      });
+    }
+    return this.render({ ...app, state: 'ready' });
+  }
+
+  async delete(app: AppRow): Promise<void> {
+    await this.deps.store.setAppState(app.id, 'deleting');
+    await this.teardown(app);
+  }
+
+  /** Finish what a crash interrupted: half-made apps and half-deleted ones are removed. */
+  async recover(): Promise<void> {
+    for (const state of ['provisioning', 'deleting'] as const) {
+      for (const app of await this.deps.store.appsInState(state)) {
+        this.deps.log(`removing app ${app.slug}, left ${state} by an earlier run`);
+        await this.teardown(app).catch((error) => this.deps.log(`could not remove ${app.slug}: ${describe(error)}`));
+      }
+    }
+  }
+
+  async renderMany(apps: AppRow[]): Promise<App[]> {
+    const envs = await this.deps.store.environments(apps.map((a) => a.id));
+    return apps.map((app) => this.toApp(app, envs.filter((e) => e.app_id === app.id)));
+  }
+
+  async render(app: AppRow): Promise<App> {
+    const [rendered] = await this.renderMany([app]);
+    return rendered!;
+  }
+
+  private async provision(app: AppRow): Promise<void> {
+    const { store, cluster, media, git } = this.deps;
+    await git.create(app.slug);
+    for (const env of await store.environments([app.id])) {
+      await cluster.provision({ database: env.db_name, role: env.db_role, password: env.db_password });
+      const grant = await media.provision({ bucket: env.media_bucket });
+      await store.setMediaCredentials(env.id, grant.accessKeyId, grant.secretAccessKey, grant.prefix);
+    }
+  }
+
+  /** Idempotent: each part's removal tolerates it being absent already. */
+  private async teardown(app: AppRow): Promise<void> {
+    const { store, cluster, media, git } = this.deps;
+    for (const env of await store.environments([app.id])) {
+      await cluster.deprovision({ database: env.db_name, role: env.db_role });
+      await media.deprovision({ bucket: env.media_bucket });
+    }
+    await git.remove(app.slug);
+    await store.deleteApp(app.id);
+  }
+
+  private toApp(app: AppRow, envs: EnvironmentRow[]): App {
+    return {
+      slug: app.slug,
+      owner: app.owner_name,
+      boilerplate: app.boilerplate,
+      gitUrl: gitUrl(this.deps.config.publicUrl, app.slug),
+      createdAt: app.created_at.toISOString(),
+      environments: envs.map((env) => this.toEnvironment(app, env)),
+    };
+  }
+
+  toEnvironment(app: AppRow, env: EnvironmentRow): Environment {
+    const { cluster, config } = this.deps;
+    return {
+      name: env.name,
+      url: environmentUrl(config.publicUrl, config.domain, env.name, app.slug),
+      branch: env.branch,
+      database: { name: env.db_name, role: env.db_role, host: cluster.appHost, port: cluster.appPort },
+      media: {
+        bucket: env.media_bucket,
+        prefix: env.media_prefix,
+        endpoint: config.media.endpoint,
+        publicUrl: `${config.media.publicUrl.replace(/\/+$/, '')}/${env.media_bucket}/`,
+      },
+      createdAt: env.created_at.toISOString(),
+    };
+  }
+}
+
+/** `http://test-shop.localhost:8600`: the router's scheme and port, the environment's own host name. */
+export function environmentUrl(publicUrl: string, domain: string, env: string, slug: string): string {
+  const base = new URL(publicUrl);
+  return `${base.protocol}//${env}-${slug}.${domain}${base.port ? `:${base.port}` : ''}`;
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

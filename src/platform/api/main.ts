@@ -1,0 +1,71 @@
+/**
+ * The platform API process (runs as the `NAME-api` Swarm service): reads the runtime config,
+ * prepares the platform database, makes sure the operator exists, removes half-made apps, serves.
+ */
+import { serve } from '@hono/node-server';
+import pg from 'pg';
+import { readRuntimeConfig, type RuntimeConfig } from '../runtime-config.js';
+import { PostgresCluster, ensurePlatformDatabase, platformDatabaseUrl } from './database-cluster.js';
+import { BareRepositories } from './git/repositories.js';
+import { S3MediaStorage } from './media-storage.js';
+import { migrate } from './migrations.js';
+import { buildServer } from './server.js';
+import { Store } from './store.js';
+
+const log = (line: string) => console.log(`${new Date().toISOString()} ${line}`);
+
+async function main(): Promise<void> {
+  const config = await readRuntimeConfig();
+  const pool = await connectPlatformDatabase(config);
+  const store = new Store(pool);
+  await store.ensureOperator(config.operator.name, { id: config.operator.tokenId, hash: config.operator.tokenHash });
+
+  const cluster = new PostgresCluster(config.database.adminUrl, config.database.appHost, config.database.appPort);
+  const git = new BareRepositories(config.git.root);
+  const media = new S3MediaStorage(config.media);
+  const { app, apps } = buildServer({ store, cluster, git, media, config, log });
+  await apps.recover();
+
+  const server = serve({ fetch: app.fetch, hostname: config.listen.host, port: config.listen.port }, (info) =>
+    log(`divio platform API ${config.version} listening on ${info.address}:${info.port}`),
+  );
+  const shutdown = () => {
+    log('shutting down');
+    server.close(() => void pool.end().finally(() => process.exit(0)));
+    setTimeout(() => process.exit(0), 10_000).unref();
+  };
+  process.on('SIGTERM', shutdown);
+  process.on('SIGINT', shutdown);
+}
+
+/** The cluster may still be starting when the API does: retry for a while before giving up. */
+async function connectPlatformDatabase(config: RuntimeConfig): Promise<pg.Pool> {
+  const deadline = Date.now() + 120_000;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await ensurePlatformDatabase(config.database.adminUrl, config.database.platformDatabase);
+      const pool = new pg.Pool({
+        connectionString: platformDatabaseUrl(config.database.adminUrl, config.database.platformDatabase),
+        max: 10,
+      });
+      pool.on('error', (error) => log(`platform database connection lost: ${error.message}`));
+      const client = await pool.connect();
+      try {
+        const ran = await migrate(client);
+        if (ran.length) log(`applied migrations ${ran.join(', ')}`);
+      } finally {
+        client.release();
+      }
+      return pool;
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      log(`waiting for the database cluster (attempt ${attempt}): ${(error as Error).message}`);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  }
+}
+
+main().catch((error) => {
+  console.error(`platform API failed to start: ${error instanceof Error ? error.message : String(error)}`);
+  process.exit(1);
+});

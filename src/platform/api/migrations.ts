@@ -1,0 +1,85 @@
+/**
+ * The platform's own schema, as an ordered list of migrations. Each runs once, in a transaction,
+ * under an advisory lock so two API replicas starting together cannot both apply it.
+ */
+import type pg from 'pg';
+
+const MIGRATIONS: readonly { id: number; name: string; sql: string }[] = [
+  {
+    id: 1,
+    name: 'users, tokens, apps, environments',
+    sql: `
+      CREATE TABLE users (
+        id bigserial PRIMARY KEY,
+        name text NOT NULL UNIQUE,
+        operator boolean NOT NULL DEFAULT false,
+        created_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE TABLE tokens (
+        id text PRIMARY KEY,
+        user_id bigint NOT NULL REFERENCES users ON DELETE CASCADE,
+        secret_hash text NOT NULL,
+        scope text NOT NULL CHECK (scope IN ('read', 'write')),
+        bootstrap boolean NOT NULL DEFAULT false,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        last_used_at timestamptz,
+        revoked_at timestamptz
+      );
+      CREATE INDEX tokens_user ON tokens (user_id);
+      CREATE TABLE apps (
+        id bigserial PRIMARY KEY,
+        slug text NOT NULL UNIQUE,
+        owner_id bigint NOT NULL REFERENCES users,
+        boilerplate text,
+        state text NOT NULL DEFAULT 'provisioning' CHECK (state IN ('provisioning', 'ready', 'deleting')),
+        created_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX apps_owner ON apps (owner_id);
+      CREATE TABLE environments (
+        id bigserial PRIMARY KEY,
+        app_id bigint NOT NULL REFERENCES apps ON DELETE CASCADE,
+        name text NOT NULL CHECK (name IN ('test', 'live')),
+        branch text NOT NULL,
+        db_name text NOT NULL UNIQUE,
+        db_role text NOT NULL UNIQUE,
+        db_password text NOT NULL,
+        media_bucket text NOT NULL UNIQUE,
+        media_prefix text NOT NULL DEFAULT '',
+        media_access_key text,
+        media_secret_key text,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        UNIQUE (app_id, name)
+      );
+    `,
+  },
+];
+
+const LOCK_KEY = 0x64697669; // "divi"
+
+export async function migrate(client: pg.ClientBase): Promise<number[]> {
+  await client.query('SELECT pg_advisory_lock($1)', [LOCK_KEY]);
+  try {
+    await client.query(
+      'CREATE TABLE IF NOT EXISTS schema_migrations (id int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
+    );
+    const { rows } = await client.query<{ id: number }>('SELECT id FROM schema_migrations');
+    const applied = new Set(rows.map((r) => r.id));
+    const ran: number[] = [];
+    for (const migration of MIGRATIONS) {
+      if (applied.has(migration.id)) continue;
+      await client.query('BEGIN');
+      try {
+        await client.query(migration.sql);
+        await client.query('INSERT INTO schema_migrations (id, name) VALUES ($1, $2)', [migration.id, migration.name]);
+        await client.query('COMMIT');
+      } catch (error) {
+        await client.query('ROLLBACK');
+        throw error;
+      }
+      ran.push(migration.id);
+    }
+    return ran;
+  } finally {
+    await client.query('SELECT pg_advisory_unlock($1)', [LOCK_KEY]);
+  }
+}

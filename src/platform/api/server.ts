@@ -1,0 +1,266 @@
+/**
+ * The platform API as a Hono app: JSON routes under /v1 (validated by the shared schemas, which
+ * also produce the OpenAPI document), and git smart HTTP under /git. Built from its parts so tests
+ * can run it in-process against real ones.
+ */
+import { OpenAPIHono } from '@hono/zod-openapi';
+import type { Hook } from '@hono/zod-openapi';
+import { bodyLimit } from 'hono/body-limit';
+import { HTTPException } from 'hono/http-exception';
+import type { Context } from 'hono';
+import * as routes from '../../shared/api/routes.js';
+import { accessOf } from '../../shared/api/routes.js';
+import type { ErrorEnvelope, Health, TokenInfo, User } from '../../shared/api/schemas.js';
+import { generateToken } from '../../shared/api/tokens.js';
+import type { RuntimeConfig } from '../runtime-config.js';
+import { AppsService } from './apps-service.js';
+import { authenticate, hasScope, principalOf, requireAccess, type ApiEnv } from './auth.js';
+import { ApiError, conflict, notFound } from './errors.js';
+import { gitAccessFor, parseGitPath, serveGit } from './git/http-backend.js';
+import type { DatabaseCluster, GitHosting, MediaStorage } from './parts.js';
+import type { Store, TokenRow, UserRow } from './store.js';
+
+export interface ServerDeps {
+  store: Store;
+  cluster: DatabaseCluster;
+  media: MediaStorage;
+  git: GitHosting & { readonly root: string };
+  config: Pick<RuntimeConfig, 'publicUrl' | 'domain' | 'media' | 'version' | 'bodyLimit'>;
+  log: (line: string) => void;
+}
+
+export const OPENAPI_PATH = '/v1/openapi.json';
+
+export function buildServer(deps: ServerDeps): { app: OpenAPIHono<ApiEnv>; apps: AppsService } {
+  const { store } = deps;
+  const apps = new AppsService(deps);
+  const app = new OpenAPIHono<ApiEnv>({ defaultHook: validationFailed });
+
+  app.onError((error, c) => errorResponse(c, error, deps.log));
+  app.notFound((c) => c.json(envelope('not_found', `No route for ${c.req.method} ${c.req.path}`), 404));
+  app.use('/v1/*', bodyLimit({ maxSize: deps.config.bodyLimit, onError: () => tooLarge(deps.config.bodyLimit) }));
+
+  const on = <R extends (typeof routes.apiRoutes)[number]>(route: R) => ({
+    ...route,
+    middleware: [requireAccess(store, accessOf(route))],
+  });
+
+  app.openapi(on(routes.getHealth), async (c) => {
+    const body = await health(deps);
+    return c.json(body, body.status === 'ok' ? 200 : 503);
+  });
+
+  app.openapi(on(routes.getMe), (c) => {
+    const { user, token } = principalOf(c);
+    return c.json({ user: renderUser(user), token: renderToken(token) }, 200);
+  });
+
+  app.openapi(on(routes.revokeCurrentToken), async (c) => {
+    const { user, token } = principalOf(c);
+    await store.revokeToken(user.id, token.id);
+    return c.body(null, 204);
+  });
+
+  app.openapi(on(routes.listTokens), async (c) => {
+    const { user } = principalOf(c);
+    return c.json({ tokens: (await store.listTokens(user.id)).map(renderToken) }, 200);
+  });
+
+  app.openapi(on(routes.createToken), async (c) => {
+    const { user } = principalOf(c);
+    const { scope = 'write' } = c.req.valid('json');
+    const issued = generateToken();
+    const row = await store.insertToken(store.db, { id: issued.id, userId: user.id, hash: issued.hash, scope });
+    return c.json({ token: issued.token, info: renderToken(row) }, 201);
+  });
+
+  app.openapi(on(routes.revokeToken), async (c) => {
+    const { user } = principalOf(c);
+    const { id } = c.req.valid('param');
+    if (!(await store.revokeToken(user.id, id))) throw notFound('Token');
+    return c.body(null, 204);
+  });
+
+  app.openapi(on(routes.listUsers), async (c) => {
+    return c.json({ users: (await store.listUsers()).map(renderUser) }, 200);
+  });
+
+  app.openapi(on(routes.createUser), async (c) => {
+    const { name, operator = false } = c.req.valid('json');
+    const issued = generateToken();
+    const created = await store.createUserWithToken(name, operator, { id: issued.id, hash: issued.hash, scope: 'write' });
+    if (!created) throw conflict(`A user called "${name}" already exists`, 'body.name');
+    return c.json({ user: renderUser(created.user), token: issued.token, info: renderToken(created.token) }, 201);
+  });
+
+  app.openapi(on(routes.listApps), async (c) => {
+    const { user } = principalOf(c);
+    return c.json({ apps: await apps.renderMany(await store.listApps(user.id)) }, 200);
+  });
+
+  app.openapi(on(routes.createApp), async (c) => {
+    const { user } = principalOf(c);
+    const { slug, boilerplate } = c.req.valid('json');
+    return c.json(await apps.create(user, slug, boilerplate ?? null), 201);
+  });
+
+  app.openapi(on(routes.getApp), async (c) => {
+    return c.json(await apps.render(await ownedApp(c)), 200);
+  });
+
+  app.openapi(on(routes.deleteApp), async (c) => {
+    await apps.delete(await ownedApp(c));
+    return c.body(null, 204);
+  });
+
+  app.openapi(on(routes.listEnvironments), async (c) => {
+    const rendered = await apps.render(await ownedApp(c));
+    return c.json({ environments: rendered.environments }, 200);
+  });
+
+  app.openapi(on(routes.getEnvironment), async (c) => {
+    const { env } = c.req.valid('param');
+    const rendered = await apps.render(await ownedApp(c));
+    const found = rendered.environments.find((e) => e.name === env);
+    if (!found) throw notFound('Environment');
+    return c.json(found, 200);
+  });
+
+  async function ownedApp(c: Context<ApiEnv>) {
+    const { user } = principalOf(c);
+    const slug = c.req.param('slug');
+    const found = slug ? await store.ownedApp(user.id, slug) : undefined;
+    if (!found) throw notFound(`App "${slug}"`);
+    return found;
+  }
+
+  app.all(`${routes.GIT_PATH_PREFIX}/*`, async (c) => {
+    const path = parseGitPath(c.req.path.slice(routes.GIT_PATH_PREFIX.length + 1));
+    const url = new URL(c.req.url);
+    const service = path ? gitAccessFor(c.req.method, path.subpath, url.searchParams) : null;
+    if (!path || !service) return c.text('Not a git smart-HTTP request\n', 404);
+    let principal;
+    try {
+      principal = await authenticate(store, c.req.header('authorization'));
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 401) return gitChallenge(error.message);
+      throw error;
+    }
+    const owned = await store.ownedApp(principal.user.id, path.slug);
+    if (!owned) return c.text('Repository not found\n', 404);
+    if (!hasScope(principal.token.scope, service.access)) {
+      return c.text('This token is read-only: pushing needs a token with the write scope\n', 403);
+    }
+    return serveGit(c.req.raw, {
+      projectRoot: deps.git.root,
+      slug: path.slug,
+      subpath: path.subpath,
+      access: service.access,
+      remoteUser: principal.user.name,
+    });
+  });
+
+  app.doc31(OPENAPI_PATH, {
+    openapi: '3.1.0',
+    info: { title: 'divio platform API', version: deps.config.version },
+  });
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
+  app.openAPIRegistry.registerComponent('securitySchemes', 'gitBasic', {
+    type: 'http',
+    scheme: 'basic',
+    description: 'Any user name; an API token as the password',
+  });
+  for (const gitRoute of routes.gitRoutes) {
+    app.openAPIRegistry.registerPath({
+      method: gitRoute.method,
+      path: gitRoute.path,
+      summary: gitRoute.summary,
+      security: [{ gitBasic: [] }],
+      request: { params: routes.gitParams },
+      responses: {
+        200: { description: 'git smart-HTTP protocol data' },
+        401: { description: 'Missing or bad token' },
+        403: { description: 'Read-only token used to push' },
+        404: { description: 'No such repository visible to this token' },
+      },
+    });
+  }
+
+  return { app, apps };
+}
+
+const validationFailed: Hook<unknown, ApiEnv, string, unknown> = (result, c) => {
+  if (result.success) return;
+  const issue = result.error.issues[0];
+  const field = [result.target === 'json' ? 'body' : result.target, ...(issue?.path ?? [])].join('.');
+  const message = issue ? `${field}: ${issue.message}` : `Invalid ${result.target}`;
+  return c.json(envelope('invalid_input', message, { field }), 400);
+};
+
+function errorResponse(c: Context, error: Error, log: (line: string) => void): Response {
+  if (error instanceof ApiError) return c.json(error.envelope(), error.status);
+  if (error instanceof HTTPException) {
+    if (error.status === 413) return c.json(envelope('too_large', 'The request body is too large'), 413);
+    // Hono's own 400s: malformed JSON and the like.
+    const status = error.status >= 500 ? 500 : error.status;
+    return c.json(envelope(status === 400 ? 'invalid_input' : 'error', error.message || 'Bad request'), status);
+  }
+  log(`internal error on ${c.req.method} ${c.req.path}: ${error.stack ?? error.message}`);
+  return c.json(envelope('internal', 'The platform failed to handle this request'), 500);
+}
+
+function tooLarge(limit: number): never {
+  throw new ApiError(413, 'too_large', `The request body is larger than ${limit} bytes`);
+}
+
+function gitChallenge(message: string): Response {
+  return new Response(`${message}\n`, {
+    status: 401,
+    headers: { 'www-authenticate': 'Basic realm="divio"', 'content-type': 'text/plain; charset=utf-8' },
+  });
+}
+
+function envelope(code: string, message: string, extra: { field?: string } = {}): ErrorEnvelope {
+  return { error: { code, message, ...extra } };
+}
+
+function renderUser(user: UserRow): User {
+  return { name: user.name, operator: user.operator, createdAt: user.created_at.toISOString() };
+}
+
+function renderToken(token: TokenRow): TokenInfo {
+  return {
+    id: token.id,
+    scope: token.scope,
+    createdAt: token.created_at.toISOString(),
+    lastUsedAt: token.last_used_at ? token.last_used_at.toISOString() : null,
+  };
+}
+
+async function health(deps: ServerDeps): Promise<Health> {
+  const checks: [string, () => Promise<void>][] = [
+    ['database', () => deps.cluster.check()],
+    ['media', () => deps.media.check()],
+    ['git', () => deps.git.check()],
+  ];
+  const components = await Promise.all(
+    checks.map(async ([name, check]) => {
+      try {
+        await withTimeout(check(), 3000);
+        return { name, state: 'ok' as const };
+      } catch (error) {
+        return { name, state: 'down' as const, detail: error instanceof Error ? error.message : String(error) };
+      }
+    }),
+  );
+  const status = components.every((c) => c.state === 'ok') ? 'ok' : 'degraded';
+  return { status, version: deps.config.version, components };
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

@@ -1,0 +1,273 @@
+/** The platform's state in PostgreSQL: users, tokens, apps, environments. SQL stays in this file. */
+import type pg from 'pg';
+import type { EnvironmentName, TokenScope } from '../../shared/api/schemas.js';
+
+export interface UserRow {
+  id: string;
+  name: string;
+  operator: boolean;
+  created_at: Date;
+}
+
+export interface TokenRow {
+  id: string;
+  user_id: string;
+  secret_hash: string;
+  scope: TokenScope;
+  created_at: Date;
+  last_used_at: Date | null;
+  revoked_at: Date | null;
+}
+
+export interface AppRow {
+  id: string;
+  slug: string;
+  owner_id: string;
+  owner_name: string;
+  boilerplate: string | null;
+  state: 'provisioning' | 'ready' | 'deleting';
+  created_at: Date;
+}
+
+export interface EnvironmentRow {
+  id: string;
+  app_id: string;
+  name: EnvironmentName;
+  branch: string;
+  db_name: string;
+  db_role: string;
+  db_password: string;
+  media_bucket: string;
+  media_prefix: string;
+  media_access_key: string | null;
+  media_secret_key: string | null;
+  created_at: Date;
+}
+
+type Queryable = Pick<pg.Pool, 'query'>;
+
+export class Store {
+  constructor(readonly db: pg.Pool) {}
+
+  async tokenWithUser(id: string): Promise<{ token: TokenRow; user: UserRow } | undefined> {
+    const { rows } = await this.db.query(
+      `SELECT row_to_json(t.*) AS token, row_to_json(u.*) AS user
+         FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.id = $1`,
+      [id],
+    );
+    const row = rows[0];
+    if (!row) return undefined;
+    return { token: reviveToken(row.token), user: reviveUser(row.user) };
+  }
+
+  async touchToken(id: string): Promise<void> {
+    // Only once a minute: a write per request would make every read a write.
+    await this.db.query(
+      `UPDATE tokens SET last_used_at = now()
+        WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')`,
+      [id],
+    );
+  }
+
+  async insertToken(
+    q: Queryable,
+    token: { id: string; userId: string; hash: string; scope: TokenScope; bootstrap?: boolean },
+  ): Promise<TokenRow> {
+    const { rows } = await q.query(
+      `INSERT INTO tokens (id, user_id, secret_hash, scope, bootstrap) VALUES ($1, $2, $3, $4, $5)
+       RETURNING *`,
+      [token.id, token.userId, token.hash, token.scope, token.bootstrap ?? false],
+    );
+    return rows[0];
+  }
+
+  async listTokens(userId: string): Promise<TokenRow[]> {
+    const { rows } = await this.db.query(
+      'SELECT * FROM tokens WHERE user_id = $1 AND revoked_at IS NULL ORDER BY created_at',
+      [userId],
+    );
+    return rows;
+  }
+
+  /** Revokes a token of this user; false when the user has no such live token. */
+  async revokeToken(userId: string, tokenId: string): Promise<boolean> {
+    const result = await this.db.query(
+      'UPDATE tokens SET revoked_at = now() WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL',
+      [tokenId, userId],
+    );
+    return (result.rowCount ?? 0) > 0;
+  }
+
+  async listUsers(): Promise<UserRow[]> {
+    const { rows } = await this.db.query('SELECT * FROM users ORDER BY name');
+    return rows;
+  }
+
+  /** Creates a user and its first token atomically; undefined when the name is taken. */
+  async createUserWithToken(
+    name: string,
+    operator: boolean,
+    token: { id: string; hash: string; scope: TokenScope },
+  ): Promise<{ user: UserRow; token: TokenRow } | undefined> {
+    const client = await this.db.connect();
+    try {
+      await client.query('BEGIN');
+      const inserted = await client.query<UserRow>(
+        'INSERT INTO users (name, operator) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING *',
+        [name, operator],
+      );
+      const user = inserted.rows[0];
+      if (!user) {
+        await client.query('ROLLBACK');
+        return undefined;
+      }
+      const tokenRow = await this.insertToken(client, { ...token, userId: user.id });
+      await client.query('COMMIT');
+      return { user, token: tokenRow };
+    } catch (error) {
+      await client.query('ROLLBACK');
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  /**
+   * Make sure the operator exists and holds exactly the bootstrap token `platform start` issued;
+   * bootstrap tokens from earlier starts stop working.
+   */
+  async ensureOperator(name: string, token: { id: string; hash: string }): Promise<void> {
+    const client = await this.db.connect();
+    try {
+      await client.query('BEGIN');
+      const { rows } = await client.query<UserRow>(
+        `INSERT INTO users (name, operator) VALUES ($1, true)
+         ON CONFLICT (name) DO UPDATE SET operator = true RETURNING *`,
+        [name],
+      );
+      const user = rows[0]!;
+      await client.query(
+        `INSERT INTO tokens (id, user_id, secret_hash, scope, bootstrap) VALUES ($1, $2, $3, 'write', true)
+         ON CONFLICT (id) DO NOTHING`,
+        [token.id, user.id, token.hash],
+      );
+      await client.query(
+        `UPDATE tokens SET revoked_at = now()
+          WHERE user_id = $1 AND bootstrap AND id <> $2 AND revoked_at IS NULL`,
+        [user.id, token.id],
+      );
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK');
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  async listApps(ownerId: string): Promise<AppRow[]> {
+    const { rows } = await this.db.query(
+      `${APP_SELECT} WHERE a.owner_id = $1 AND a.state = 'ready' ORDER BY a.slug`,
+      [ownerId],
+    );
+    return rows;
+  }
+
+  /** The app when it exists, is ready, and belongs to this owner: one query, so "not yours" and "absent" look alike. */
+  async ownedApp(ownerId: string, slug: string): Promise<AppRow | undefined> {
+    const { rows } = await this.db.query(`${APP_SELECT} WHERE a.slug = $1 AND a.owner_id = $2 AND a.state = 'ready'`, [
+      slug,
+      ownerId,
+    ]);
+    return rows[0];
+  }
+
+  async appsInState(state: AppRow['state']): Promise<AppRow[]> {
+    const { rows } = await this.db.query(`${APP_SELECT} WHERE a.state = $1`, [state]);
+    return rows;
+  }
+
+  /** Reserve the slug; undefined when it is taken (by anyone). */
+  async insertApp(
+    ownerId: string,
+    slug: string,
+    boilerplate: string | null,
+    environments: Omit<EnvironmentRow, 'id' | 'app_id' | 'created_at'>[],
+  ): Promise<AppRow | undefined> {
+    const client = await this.db.connect();
+    try {
+      await client.query('BEGIN');
+      const inserted = await client.query<{ id: string }>(
+        `INSERT INTO apps (slug, owner_id, boilerplate) VALUES ($1, $2, $3)
+         ON CONFLICT (slug) DO NOTHING RETURNING id`,
+        [slug, ownerId, boilerplate],
+      );
+      const appId = inserted.rows[0]?.id;
+      if (!appId) {
+        await client.query('ROLLBACK');
+        return undefined;
+      }
+      for (const env of environments) {
+        await client.query(
+          `INSERT INTO environments (app_id, name, branch, db_name, db_role, db_password, media_bucket, media_prefix)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+          [appId, env.name, env.branch, env.db_name, env.db_role, env.db_password, env.media_bucket, env.media_prefix],
+        );
+      }
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK');
+      throw error;
+    } finally {
+      client.release();
+    }
+    const { rows } = await this.db.query(`${APP_SELECT} WHERE a.slug = $1`, [slug]);
+    return rows[0];
+  }
+
+  async setAppState(appId: string, state: AppRow['state']): Promise<void> {
+    await this.db.query('UPDATE apps SET state = $2 WHERE id = $1', [appId, state]);
+  }
+
+  async setMediaCredentials(envId: string, accessKey: string, secretKey: string, prefix: string): Promise<void> {
+    await this.db.query(
+      'UPDATE environments SET media_access_key = $2, media_secret_key = $3, media_prefix = $4 WHERE id = $1',
+      [envId, accessKey, secretKey, prefix],
+    );
+  }
+
+  async deleteApp(appId: string): Promise<void> {
+    await this.db.query('DELETE FROM apps WHERE id = $1', [appId]);
+  }
+
+  async environments(appIds: string[]): Promise<EnvironmentRow[]> {
+    if (appIds.length === 0) return [];
+    const { rows } = await this.db.query(
+      "SELECT * FROM environments WHERE app_id = ANY($1::bigint[]) ORDER BY app_id, CASE name WHEN 'test' THEN 0 ELSE 1 END",
+      [appIds],
+    );
+    return rows;
+  }
+}
+
+const APP_SELECT = `SELECT a.*, u.name AS owner_name FROM apps a JOIN users u ON u.id = a.owner_id`;
+
+function reviveToken(raw: Record<string, unknown>): TokenRow {
+  return {
+    ...(raw as unknown as TokenRow),
+    id: String(raw.id),
+    user_id: String(raw.user_id),
+    created_at: new Date(raw.created_at as string),
+    last_used_at: raw.last_used_at ? new Date(raw.last_used_at as string) : null,
+    revoked_at: raw.revoked_at ? new Date(raw.revoked_at as string) : null,
+  };
+}
+
+function reviveUser(raw: Record<string, unknown>): UserRow {
+  return {
+    id: String(raw.id),
+    name: raw.name as string,
+    operator: raw.operator as boolean,
+    created_at: new Date(raw.created_at as string),
+  };
+}
