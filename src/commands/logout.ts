@@ -1,14 +1,16 @@
 import { BaseCommand } from '../base-command.js';
-import { noPlatformYet } from '../core/platform-pending.js';
+import { logout, type LogoutResult } from '../services/auth/session.js';
 
 export default class Logout extends BaseCommand {
-  static override summary = 'Forget the stored credentials of a divio platform';
+  static override summary = 'Log out: revoke the stored token on the platform and forget it';
   static override enableJsonFlag = true;
-  static override flags = {
-  };
 
-  async run(): Promise<void> {
+  async run(): Promise<LogoutResult> {
     await this.parse(Logout);
-    throw noPlatformYet('`divio logout`');
+    const result = await logout();
+    if (!result.endpoint) this.log('Not logged in.');
+    else if (result.revoked) this.log(`Logged out of ${result.endpoint}; the token is revoked.`);
+    else this.log(`Forgot the token for ${result.endpoint}; the platform did not answer, so it is not revoked there.`);
+    return result;
   }
 }

@@ -1,14 +1,16 @@
 import { BaseCommand } from '../base-command.js';
-import { noPlatformYet } from '../core/platform-pending.js';
+import { whoami, type WhoamiResult } from '../services/auth/session.js';
 
 export default class Whoami extends BaseCommand {
-  static override summary = 'Show who you are logged in as';
+  static override summary = 'Show who you are logged in as, and where';
   static override enableJsonFlag = true;
-  static override flags = {
-  };
 
-  async run(): Promise<void> {
+  async run(): Promise<WhoamiResult> {
     await this.parse(Whoami);
-    throw noPlatformYet('`divio whoami`');
+    const result = await whoami();
+    const role = result.user.operator ? ', operator' : '';
+    const from = result.source === 'environment' ? ' (token from DIVIO_TOKEN)' : '';
+    this.log(`${result.user.name} on ${result.endpoint} (${result.token.scope} token${role})${from}`);
+    return result;
   }
 }

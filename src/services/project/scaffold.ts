@@ -34,20 +34,19 @@ export interface ScaffoldOptions {
   /** Where the project goes; default ./SLUG. */
   directory?: string;
   env?: NodeJS.ProcessEnv;
+  /** The platform the app is registered on, recorded in .divio/config.json. */
+  endpoint?: string;
+  /**
+   * Last step before the project moves into place (e.g. register and push). It sees the finished
+   * project in a staging directory; if it throws, nothing is left behind.
+   */
+  prepare?: (stagingRoot: string) => Promise<void>;
 }
 
 export async function scaffoldProject(options: ScaffoldOptions): Promise<Project> {
   const { slug } = options;
-  if (!SLUG_PATTERN.test(slug)) {
-    throw new InvalidInputError(`"${slug}" is not a valid app slug`, {
-      hint: 'Use 2-63 lower-case letters, digits and "-", starting with a letter (e.g. "my-shop").',
-    });
-  }
   const boilerplate = options.boilerplate ?? DEFAULT_BOILERPLATE;
-  const available = await listBoilerplates();
-  if (!available.includes(boilerplate)) {
-    throw new InvalidInputError(`there is no boilerplate "${boilerplate}"`, { hint: `Choose one of: ${available.join(', ')}.` });
-  }
+  await checkScaffoldInput(slug, boilerplate);
   const target = resolve(options.directory ?? slug);
   if (await pathExists(target)) {
     const info = await stat(target);
@@ -67,10 +66,12 @@ export async function scaffoldProject(options: ScaffoldOptions): Promise<Project
     });
     // Shipped as "gitignore": npm leaves .gitignore files out of published packages.
     if (await pathExists(join(staging, 'gitignore'))) await rename(join(staging, 'gitignore'), join(staging, '.gitignore'));
-    await writeFileAtomic(join(staging, PROJECT_CONFIG_PATH), JSON.stringify({ app: slug }, null, 2) + '\n');
+    const config = options.endpoint ? { app: slug, endpoint: options.endpoint } : { app: slug };
+    await writeFileAtomic(join(staging, PROJECT_CONFIG_PATH), JSON.stringify(config, null, 2) + '\n');
     await ensureGitignore(staging);
     const project = await loadProject(staging);
     await syncComposeFile(project);
+    await options.prepare?.(staging);
     if (await pathExists(target)) await rm(target, { recursive: true });
     await rename(staging, target);
   } catch (error) {
@@ -79,6 +80,19 @@ export async function scaffoldProject(options: ScaffoldOptions): Promise<Project
   }
   await rememberCheckout(slug, target, options.env);
   return loadProject(target);
+}
+
+/** Refuse a bad slug or an unknown boilerplate before anything is made. */
+export async function checkScaffoldInput(slug: string, boilerplate: string): Promise<void> {
+  if (!SLUG_PATTERN.test(slug)) {
+    throw new InvalidInputError(`"${slug}" is not a valid app slug`, {
+      hint: 'Use 2-63 lower-case letters, digits and "-", starting with a letter (e.g. "my-shop").',
+    });
+  }
+  const available = await listBoilerplates();
+  if (!available.includes(boilerplate)) {
+    throw new InvalidInputError(`there is no boilerplate "${boilerplate}"`, { hint: `Choose one of: ${available.join(', ')}.` });
+  }
 }
 
 async function ensureGitignore(root: string): Promise<void> {

@@ -1,0 +1,106 @@
+/**
+ * The CLI's client of the platform API, typed by and validated against the same route objects the
+ * server registers (src/shared/api/routes.ts): a change to a schema changes both sides at once.
+ */
+import type { z } from 'zod';
+import type { RouteConfig } from '@hono/zod-openapi';
+import { errorEnvelope } from '../shared/api/schemas.js';
+import { DivioError, ExitCode } from './errors.js';
+import { requireCredentials, type Credentials } from './credentials.js';
+
+type JsonSchemaOf<T> = T extends { content: { 'application/json': { schema: infer S extends z.ZodType } } } ? S : never;
+type SuccessStatus<R extends RouteConfig> = Extract<keyof R['responses'], 200 | 201 | 204>;
+
+/** What a route's success answer holds (undefined for 204). */
+export type ResponseOf<R extends RouteConfig> = {
+  [C in SuccessStatus<R>]: JsonSchemaOf<R['responses'][C]> extends never ? undefined : z.output<JsonSchemaOf<R['responses'][C]>>;
+}[SuccessStatus<R>];
+
+type ParamsOf<R extends RouteConfig> = R['request'] extends { params: infer P extends z.ZodType } ? z.input<P> : undefined;
+type BodyOf<R extends RouteConfig> = R['request'] extends { body: infer B } ? z.input<JsonSchemaOf<B>> : undefined;
+
+export type CallInput<R extends RouteConfig> = (ParamsOf<R> extends undefined ? { params?: undefined } : { params: ParamsOf<R> }) &
+  (BodyOf<R> extends undefined ? { body?: undefined } : { body: BodyOf<R> });
+
+/** The API answered with an error: status, the envelope's code and field. */
+export class ApiRequestError extends DivioError {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly code: string,
+    readonly field: string | undefined,
+    hint: string | undefined,
+  ) {
+    super(message, { hint, exitCode: status === 401 || status === 403 ? ExitCode.environment : ExitCode.failure });
+    this.name = 'ApiRequestError';
+  }
+}
+
+export class ApiClient {
+  constructor(
+    readonly endpoint: string,
+    private readonly token: string | undefined,
+    private readonly fetchImpl: typeof fetch = fetch,
+  ) {}
+
+  static async fromCredentials(env: NodeJS.ProcessEnv = process.env): Promise<ApiClient> {
+    const credentials: Credentials = await requireCredentials(env);
+    return new ApiClient(credentials.endpoint, credentials.token);
+  }
+
+  async call<R extends RouteConfig>(route: R, input: CallInput<R> = {} as CallInput<R>): Promise<ResponseOf<R>> {
+    const url = this.endpoint.replace(/\/+$/, '') + fillPath(route.path, (input.params ?? {}) as Record<string, string>);
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    if (input.body !== undefined) headers['content-type'] = 'application/json';
+    let response: Response;
+    try {
+      response = await this.fetchImpl(url, {
+        method: route.method.toUpperCase(),
+        headers,
+        body: input.body === undefined ? undefined : JSON.stringify(input.body),
+        signal: AbortSignal.timeout(120_000),
+      });
+    } catch (error) {
+      throw new DivioError(`Cannot reach the divio platform at ${this.endpoint}`, {
+        exitCode: ExitCode.environment,
+        hint: 'Check the endpoint and that the platform runs (`divio platform status` on its host).',
+        cause: error,
+      });
+    }
+    if (!response.ok) throw await toError(response, this.endpoint);
+    const schema = successSchema(route, response.status);
+    if (!schema) return undefined as ResponseOf<R>;
+    const parsed = schema.safeParse(await response.json().catch(() => undefined));
+    if (!parsed.success) {
+      throw new DivioError(`The platform at ${this.endpoint} gave an answer this divio does not understand`, {
+        hint: 'The platform and the CLI may be different versions; update the older one.',
+      });
+    }
+    return parsed.data as ResponseOf<R>;
+  }
+}
+
+function fillPath(template: string, params: Record<string, string>): string {
+  return template.replace(/\{(\w+)\}/g, (_, name: string) => {
+    const value = params[name];
+    if (value === undefined) throw new Error(`missing path parameter ${name}`);
+    return encodeURIComponent(value);
+  });
+}
+
+function successSchema(route: RouteConfig, status: number): z.ZodType | undefined {
+  const response = (route.responses as Record<number, { content?: Record<string, { schema?: z.ZodType }> }>)[status];
+  return response?.content?.['application/json']?.schema;
+}
+
+async function toError(response: Response, endpoint: string): Promise<ApiRequestError> {
+  const body = errorEnvelope.safeParse(await response.json().catch(() => undefined));
+  const status = response.status;
+  const message = body.success ? body.data.error.message : `The platform answered HTTP ${status}`;
+  const code = body.success ? body.data.error.code : 'http_error';
+  let hint = body.success ? body.data.error.hint : undefined;
+  if (status === 401) hint = `Log in again: \`divio login --endpoint ${endpoint}\` (or set DIVIO_TOKEN).`;
+  if (status === 403) hint ??= 'Ask the platform operator for a token that allows this.';
+  return new ApiRequestError(message, status, code, body.success ? body.data.error.field : undefined, hint);
+}
