@@ -6,6 +6,7 @@ import { execa } from 'execa';
 import { describeDockerHost, docker } from '../../core/docker.js';
 import { formatBytes } from '../../core/io.js';
 import { findFreePort, isPortFree } from '../../core/ports.js';
+import { platformChecks } from './platform-checks.js';
 
 export interface Check {
   name: string;
@@ -113,5 +114,6 @@ export async function runDoctor(env: NodeJS.ProcessEnv = process.env): Promise<D
       // The Docker data directory may live on another machine (remote DOCKER_HOST): nothing to measure.
     }
   }
+  checks.push(...(await platformChecks(env)));
   return { ok: checks.every((c) => c.ok || !c.required), checks };
 }
