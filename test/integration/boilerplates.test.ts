@@ -1,5 +1,6 @@
 /**
- * Each boilerplate, scaffolded into a temporary directory and run with `divio project up`: /healthz
+ * Each boilerplate, created with `divio project create` on the shared test platform (registered,
+ * first commit pushed) and run with `divio project up`: /healthz
  * says stage local, the page renders, the release command created the table, and an uploaded file
  * comes back byte-identical from data/media.
  */
@@ -14,6 +15,9 @@ import { parseManifest } from '../../src/shared/manifest-parse.js';
 import { divio, json, uniqueSlug } from '../helpers/cli.js';
 import { describeWithDocker } from '../helpers/docker.js';
 import { destroyProject } from '../helpers/projects.js';
+import { operatorToken, usePlatform } from '../helpers/platform.js';
+import { createUser, request as api } from '../helpers/api.js';
+import { execa } from 'execa';
 
 interface Reply {
   status: number;
@@ -49,23 +53,44 @@ for (const boilerplate of ['express', 'django']) {
     let parent: string;
     let dir: string;
     let url: string;
+    const platform = usePlatform();
+    let owner: { DIVIO_ENDPOINT: string; DIVIO_TOKEN: string };
     beforeAll(async () => {
       parent = await mkdtemp(join(tmpdir(), 'divio-bp-'));
       dir = join(parent, slug);
+      const user = await createUser(platform().endpoint, await operatorToken(), `bp-${boilerplate}`);
+      owner = { DIVIO_ENDPOINT: platform().endpoint, DIVIO_TOKEN: user.token };
     });
     afterAll(async () => {
       if (parent) await destroyProject(slug, parent);
     });
 
-    it('scaffolds a complete project', async () => {
-      const created = await divio(['project', 'create', slug, '--boilerplate', boilerplate, '--json'], { cwd: parent });
+    it('creates a complete project, registered on the platform with its first commit pushed', async () => {
+      const created = await divio(['project', 'create', slug, '--boilerplate', boilerplate, '--json'], { cwd: parent, env: owner });
       expect(created.exitCode, String(created.stderr)).toBe(0);
-      expect(json(created)).toMatchObject({ app: slug, boilerplate, directory: dir });
+      const result = json(created);
+      expect(result).toMatchObject({ app: slug, boilerplate, directory: dir, registered: true, endpoint: owner.DIVIO_ENDPOINT });
+      expect(result.environments.map((e: { name: string }) => e.name)).toEqual(['test', 'live']);
       for (const f of ['Dockerfile', 'divio.yaml', 'docker-compose.yml', '.divio/config.json', '.gitignore', '.env.local', 'data/media']) {
         expect(existsSync(join(dir, f)), f).toBe(true);
       }
       expect(existsSync(join(dir, 'gitignore'))).toBe(false);
-      expect(JSON.parse(await readFile(join(dir, '.divio/config.json'), 'utf8'))).toEqual({ app: slug });
+      expect(JSON.parse(await readFile(join(dir, '.divio/config.json'), 'utf8'))).toEqual({ app: slug, endpoint: owner.DIVIO_ENDPOINT });
+      const app = (await api(owner.DIVIO_ENDPOINT, `/v1/apps/${slug}`, { token: owner.DIVIO_TOKEN })).body;
+      expect(app.boilerplate).toBe(boilerplate);
+      const [test, live] = app.environments;
+      expect(test.database.name).not.toBe(live.database.name);
+      expect(test.media.bucket).not.toBe(live.media.bucket);
+      // Exactly one commit, and the platform's main is that commit; nothing uncommitted is left.
+      const log = await execa('git', ['log', '--format=%H'], { cwd: dir });
+      expect(log.stdout.trim().split('\n')).toHaveLength(1);
+      expect(result.commit).toBe(log.stdout.trim());
+      expect((await execa('git', ['status', '--porcelain'], { cwd: dir })).stdout).toBe('');
+      // A later plain `git` talks to the platform through divio's credential helper.
+      const remote = await execa('git', ['ls-remote', 'origin', 'refs/heads/main'], { cwd: dir, env: { ...owner, DIVIO_CONFIG_DIR: process.env.DIVIO_CONFIG_DIR }, reject: false });
+      expect(remote.stdout.split('\t')[0], remote.stderr).toBe(result.commit);
+      const listed = json(await divio(['project', 'list', '--json'], { env: owner }));
+      expect(listed.apps.map((a: { slug: string }) => a.slug)).toContain(slug);
       const manifest = parseManifest(await readFile(join(dir, 'divio.yaml'), 'utf8'));
       expect(manifest.boilerplate).toBe(boilerplate);
       expect(manifest.release?.command).toBeTruthy();
@@ -75,7 +100,7 @@ for (const boilerplate of ['express', 'django']) {
     });
 
     it('refuses to scaffold over a non-empty directory or with a bad slug', async () => {
-      const again = await divio(['project', 'create', slug, '--boilerplate', boilerplate], { cwd: parent });
+      const again = await divio(['project', 'create', slug, '--boilerplate', boilerplate], { cwd: parent, env: owner });
       expect(again.exitCode).not.toBe(0);
       expect(again.stderr).toMatch(/already exists and is not empty/);
       const bad = await divio(['project', 'create', 'Bad_Slug'], { cwd: parent });

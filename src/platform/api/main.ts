@@ -26,7 +26,8 @@ async function main(): Promise<void> {
   const { app, apps } = buildServer({ store, cluster, git, media, config, log });
   await apps.recover();
 
-  const server = serve({ fetch: app.fetch, hostname: config.listen.host, port: config.listen.port }, (info) =>
+  // No request timeout: a large push over a slow link may take longer than Node's default 300 s.
+  const server = serve({ fetch: app.fetch, hostname: config.listen.host, port: config.listen.port, serverOptions: { requestTimeout: 0 } }, (info) =>
     log(`divio platform API ${config.version} listening on ${info.address}:${info.port}`),
   );
   const shutdown = () => {

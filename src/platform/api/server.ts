@@ -8,6 +8,7 @@ import type { Hook } from '@hono/zod-openapi';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import type { Context } from 'hono';
+import { getConnInfo } from '@hono/node-server/conninfo';
 import * as routes from '../../shared/api/routes.js';
 import { accessOf } from '../../shared/api/routes.js';
 import type { ErrorEnvelope, Health, TokenInfo, User } from '../../shared/api/schemas.js';
@@ -134,7 +135,7 @@ export function buildServer(deps: ServerDeps): { app: OpenAPIHono<ApiEnv>; apps:
     return found;
   }
 
-  app.all(`${routes.GIT_PATH_PREFIX}/*`, async (c) => {
+  app.on(['GET', 'POST'], `${routes.GIT_PATH_PREFIX}/*`, async (c) => {
     const path = parseGitPath(c.req.path.slice(routes.GIT_PATH_PREFIX.length + 1));
     const url = new URL(c.req.url);
     const service = path ? gitAccessFor(c.req.method, path.subpath, url.searchParams) : null;
@@ -157,6 +158,8 @@ export function buildServer(deps: ServerDeps): { app: OpenAPIHono<ApiEnv>; apps:
       subpath: path.subpath,
       access: service.access,
       remoteUser: principal.user.name,
+      remoteAddr: remoteAddress(c),
+      onError: (message) => deps.log(`git ${path.slug}: ${message}`),
     });
   });
 
@@ -211,6 +214,15 @@ function errorResponse(c: Context, error: Error, log: (line: string) => void): R
 
 function tooLarge(limit: number): never {
   throw new ApiError(413, 'too_large', `The request body is larger than ${limit} bytes`);
+}
+
+function remoteAddress(c: Context): string | undefined {
+  try {
+    return getConnInfo(c).remote.address;
+  } catch {
+    // In-process requests (app.request in tests) have no socket.
+    return undefined;
+  }
 }
 
 function gitChallenge(message: string): Response {

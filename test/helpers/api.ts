@@ -1,0 +1,53 @@
+/** Raw HTTP against the test platform's API, and users/apps made for one test file. */
+export interface RawResponse {
+  status: number;
+  body: any;
+  headers: Headers;
+}
+
+export interface RawRequest {
+  method?: string;
+  token?: string;
+  /** Sent as JSON unless `raw` is given. */
+  body?: unknown;
+  raw?: string | Uint8Array;
+  contentType?: string;
+  headers?: Record<string, string>;
+}
+
+export async function request(endpoint: string, path: string, options: RawRequest = {}): Promise<RawResponse> {
+  const headers: Record<string, string> = { ...options.headers };
+  if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
+  let body: string | Uint8Array | undefined;
+  if (options.raw !== undefined) body = options.raw;
+  else if (options.body !== undefined) body = JSON.stringify(options.body);
+  if (body !== undefined) headers['content-type'] = options.contentType ?? 'application/json';
+  const response = await fetch(endpoint + path, { method: options.method ?? 'GET', headers, body });
+  const text = await response.text();
+  let parsed: unknown = text;
+  try {
+    parsed = text ? JSON.parse(text) : undefined;
+  } catch {
+    // not JSON: keep the text
+  }
+  return { status: response.status, body: parsed, headers: response.headers };
+}
+
+export interface TestUser {
+  name: string;
+  token: string;
+}
+
+export async function createUser(endpoint: string, operatorToken: string, prefix: string): Promise<TestUser> {
+  const name = `${prefix}-${Math.random().toString(36).slice(2, 8)}`;
+  const res = await request(endpoint, '/v1/users', { method: 'POST', token: operatorToken, body: { name } });
+  if (res.status !== 201) throw new Error(`creating user ${name}: ${res.status} ${JSON.stringify(res.body)}`);
+  return { name, token: res.body.token };
+}
+
+export async function createApp(endpoint: string, token: string, prefix: string): Promise<string> {
+  const slug = `${prefix}-${Math.random().toString(36).slice(2, 8)}`;
+  const res = await request(endpoint, '/v1/apps', { method: 'POST', token, body: { slug } });
+  if (res.status !== 201) throw new Error(`creating app ${slug}: ${res.status} ${JSON.stringify(res.body)}`);
+  return slug;
+}

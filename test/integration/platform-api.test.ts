@@ -1,0 +1,280 @@
+/**
+ * The platform API against the shared test platform (real Swarm services, PostgreSQL, S3, git):
+ * the authorization matrix over every route, input handling under fast-check, the OpenAPI
+ * document, token revocation, and git over smart HTTP with good, bad and foreign tokens.
+ */
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import fc from 'fast-check';
+import { Validator } from '@seriousme/openapi-schema-validator';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { apiRoutes, gitRoutes, accessOf } from '../../src/shared/api/routes.js';
+import { describeWithDocker } from '../helpers/docker.js';
+import { usePlatform, operatorToken } from '../helpers/platform.js';
+import { createApp, createUser, request, type TestUser } from '../helpers/api.js';
+
+type Route = (typeof apiRoutes)[number];
+type Case = { method: string; path: string; body?: unknown; expect: number };
+
+describeWithDocker('platform API', () => {
+  const platform = usePlatform();
+  let endpoint: string;
+  let operator: string;
+  let alice: TestUser;
+  let bob: TestUser;
+  let aliceApp: string;
+  let bobApp: string;
+  let bobTokenId: string;
+  const scratch = mkdtempSync(join(tmpdir(), 'divio-api-test-'));
+
+  beforeAll(async () => {
+    endpoint = platform().endpoint;
+    operator = await operatorToken();
+    alice = await createUser(endpoint, operator, 'alice');
+    bob = await createUser(endpoint, operator, 'bob');
+    aliceApp = await createApp(endpoint, alice.token, 'alice-app');
+    bobApp = await createApp(endpoint, bob.token, 'bob-app');
+    bobTokenId = (await request(endpoint, '/v1/me', { token: bob.token })).body.token.id;
+  });
+  afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+  /**
+   * For each route: the request made on the caller's own resource and on another user's, and what
+   * each must answer. Delete runs on throwaway apps so the rest of the matrix keeps its apps.
+   */
+  async function casesFor(route: Route, caller: TestUser): Promise<{ own: Case; foreign: Case }> {
+    const m = route.method.toUpperCase();
+    switch (route.path) {
+      case '/v1/health':
+        return { own: { method: m, path: route.path, expect: 200 }, foreign: { method: m, path: route.path, expect: 200 } };
+      case '/v1/me':
+      case '/v1/tokens':
+      case '/v1/apps':
+        if (m === 'POST' && route.path === '/v1/apps') {
+          return {
+            own: { method: m, path: route.path, body: { slug: `m-${Math.random().toString(36).slice(2, 8)}` }, expect: 201 },
+            // Slugs are global: another user's slug is taken.
+            foreign: { method: m, path: route.path, body: { slug: bobApp }, expect: 409 },
+          };
+        }
+        if (m === 'POST') {
+          return { own: { method: m, path: route.path, body: { scope: 'read' }, expect: 201 }, foreign: { method: m, path: route.path, body: {}, expect: 201 } };
+        }
+        return { own: { method: m, path: route.path, expect: 200 }, foreign: { method: m, path: route.path, expect: 200 } };
+      case '/v1/me/token': {
+        const spare = await request(endpoint, '/v1/tokens', { method: 'POST', token: caller.token, body: {} });
+        return { own: { method: m, path: route.path, expect: 204, spare: spare.body.token } as Case, foreign: { method: m, path: route.path, expect: 204, spare: spare.body.token } as Case };
+      }
+      case '/v1/tokens/{id}': {
+        const spare = await request(endpoint, '/v1/tokens', { method: 'POST', token: caller.token, body: {} });
+        return {
+          own: { method: m, path: `/v1/tokens/${spare.body.info.id}`, expect: 204 },
+          foreign: { method: m, path: `/v1/tokens/${bobTokenId}`, expect: 404 },
+        };
+      }
+      case '/v1/users':
+        return {
+          own: { method: m, path: route.path, body: m === 'POST' ? { name: `u-${Math.random().toString(36).slice(2, 8)}` } : undefined, expect: 403 },
+          foreign: { method: m, path: route.path, body: m === 'POST' ? { name: 'x-never' } : undefined, expect: 403 },
+        };
+      case '/v1/apps/{slug}':
+        if (m === 'DELETE') {
+          const throwaway = await createApp(endpoint, caller.token, 'del');
+          return { own: { method: m, path: `/v1/apps/${throwaway}`, expect: 204 }, foreign: { method: m, path: `/v1/apps/${bobApp}`, expect: 404 } };
+        }
+        return { own: { method: m, path: `/v1/apps/${aliceApp}`, expect: 200 }, foreign: { method: m, path: `/v1/apps/${bobApp}`, expect: 404 } };
+      case '/v1/apps/{slug}/environments':
+        return { own: { method: m, path: `/v1/apps/${aliceApp}/environments`, expect: 200 }, foreign: { method: m, path: `/v1/apps/${bobApp}/environments`, expect: 404 } };
+      case '/v1/apps/{slug}/environments/{env}':
+        return { own: { method: m, path: `/v1/apps/${aliceApp}/environments/live`, expect: 200 }, foreign: { method: m, path: `/v1/apps/${bobApp}/environments/test`, expect: 404 } };
+      default:
+        throw new Error(`the authorization matrix has no case for ${m} ${(route as { path: string }).path}: add one`);
+    }
+  }
+
+  it('authorization matrix: every route × (own, another user\'s, no token, bad token)', async () => {
+    const badToken = 'dvt_aaaaaaaaaaaaaaaa_' + 'A'.repeat(43);
+    const rows: string[] = [];
+    for (const route of apiRoutes) {
+      const { own, foreign } = await casesFor(route, alice);
+      const token = (own as Case & { spare?: string }).spare ?? alice.token;
+      const ownRes = await request(endpoint, own.path, { method: own.method, token, body: own.body });
+      rows.push(`${own.method} ${route.path} own → ${ownRes.status}`);
+      expect(ownRes.status, `${own.method} ${own.path} (own) ${JSON.stringify(ownRes.body)}`).toBe(own.expect);
+      const foreignToken = (foreign as Case & { spare?: string }).spare ?? alice.token;
+      if (route.path !== '/v1/me/token') {
+        const foreignRes = await request(endpoint, foreign.path, { method: foreign.method, token: foreignToken, body: foreign.body });
+        expect(foreignRes.status, `${foreign.method} ${foreign.path} (foreign) ${JSON.stringify(foreignRes.body)}`).toBe(foreign.expect);
+        if (foreign.expect === 404) expect(foreignRes.body.error.code).toBe('not_found');
+      }
+      for (const [label, auth] of [['no token', undefined], ['bad token', badToken]] as const) {
+        const res = await request(endpoint, foreign.path, { method: foreign.method, token: auth, body: foreign.body });
+        const expected = accessOf(route) === 'public' ? 200 : 401;
+        expect(res.status, `${foreign.method} ${foreign.path} (${label})`).toBe(expected);
+        if (expected === 401) expect(res.body.error.code).toBe('unauthorized');
+      }
+    }
+    // Bob's app survived everything alice tried.
+    expect((await request(endpoint, `/v1/apps/${bobApp}`, { token: bob.token })).status).toBe(200);
+    expect(rows.length).toBe(apiRoutes.length);
+  });
+
+  it('the operator may manage users; a read-only token may look but not change', async () => {
+    const list = await request(endpoint, '/v1/users', { token: operator });
+    expect(list.status).toBe(200);
+    expect(list.body.users.map((u: { name: string }) => u.name)).toContain(alice.name);
+    const dup = await request(endpoint, '/v1/users', { method: 'POST', token: operator, body: { name: alice.name } });
+    expect(dup.status).toBe(409);
+    const readOnly = await request(endpoint, '/v1/tokens', { method: 'POST', token: alice.token, body: { scope: 'read' } });
+    expect(readOnly.status).toBe(201);
+    const ro = readOnly.body.token as string;
+    expect((await request(endpoint, `/v1/apps/${aliceApp}`, { token: ro })).status).toBe(200);
+    const refused = await request(endpoint, '/v1/apps', { method: 'POST', token: ro, body: { slug: 'never-made' } });
+    expect(refused.status).toBe(403);
+  });
+
+  it('a revoked token answers 401 on the very next request', async () => {
+    const issued = await request(endpoint, '/v1/tokens', { method: 'POST', token: alice.token, body: {} });
+    const token = issued.body.token as string;
+    expect((await request(endpoint, '/v1/me', { token })).status).toBe(200);
+    expect((await request(endpoint, `/v1/tokens/${issued.body.info.id}`, { method: 'DELETE', token: alice.token })).status).toBe(204);
+    expect((await request(endpoint, '/v1/me', { token })).status).toBe(401);
+    const listed = await request(endpoint, '/v1/tokens', { token: alice.token });
+    expect(listed.body.tokens.map((t: { id: string }) => t.id)).not.toContain(issued.body.info.id);
+    expect(JSON.stringify(listed.body)).not.toContain(token.split('_')[2]!);
+  });
+
+  it('bad input answers 400 naming the field; oversize bodies 413; unknown routes 404', async () => {
+    const bad = await request(endpoint, '/v1/apps', { method: 'POST', token: alice.token, body: { slug: 'Not_A_Slug' } });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.field).toBe('body.slug');
+    const extra = await request(endpoint, '/v1/apps', { method: 'POST', token: alice.token, body: { slug: 'fine-slug', owner: 'bob' } });
+    expect(extra.status).toBe(400);
+    const malformed = await request(endpoint, '/v1/apps', { method: 'POST', token: alice.token, raw: '{"slug": ' });
+    expect(malformed.status).toBe(400);
+    const huge = await request(endpoint, '/v1/apps', { method: 'POST', token: alice.token, body: { slug: 'x'.repeat(2 * 1024 * 1024) } });
+    expect(huge.status).toBe(413);
+    expect(huge.body.error.code).toBe('too_large');
+    const nowhere = await request(endpoint, '/v1/nothing-here', { token: alice.token });
+    expect(nowhere.status).toBe(404);
+    expect(nowhere.body.error.code).toBe('not_found');
+  });
+
+  it('fast-check: no body, parameter or content type makes any route answer 500', async () => {
+    const jsonish = fc.oneof(
+      fc.jsonValue().map((v) => JSON.stringify(v)),
+      fc.record({ slug: fc.string(), boilerplate: fc.string(), name: fc.string(), scope: fc.string(), operator: fc.anything() }, { requiredKeys: [] }).map((v) => {
+        try {
+          return JSON.stringify(v);
+        } catch {
+          return '{}';
+        }
+      }),
+      fc.string(),
+      fc.uint8Array({ maxLength: 64 }).map((bytes) => Buffer.from(bytes).toString('latin1')),
+    );
+    const segment = fc.oneof(fc.constantFrom(aliceApp, bobApp, 'test', 'live', '..', '%00', '%2e%2e', 'aaaaaaaaaaaaaaaa'), fc.string({ maxLength: 80 }).map(encodeURIComponent));
+    const contentType = fc.constantFrom('application/json', 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', '');
+    for (const route of apiRoutes) {
+      await fc.assert(
+        fc.asyncProperty(jsonish, segment, segment, contentType, fc.constantFrom(alice.token, operator), async (body, seg1, seg2, type, token) => {
+          const path = route.path.replace('{slug}', seg1).replace('{env}', seg2).replace('{id}', seg2);
+          const res = await request(endpoint, path, {
+            method: route.method.toUpperCase(),
+            token,
+            raw: route.method === 'get' ? undefined : body,
+            contentType: type || undefined,
+          });
+          // Random creates are allowed to succeed; what must never happen is a server error.
+          expect(res.status, `${route.method} ${path} ${body.slice(0, 100)} → ${JSON.stringify(res.body)}`).toBeLessThan(500);
+          if (res.status >= 400) expect(res.body?.error?.code, JSON.stringify(res.body)).toBeTypeOf('string');
+        }),
+        { numRuns: route.method === 'get' ? 15 : 30 },
+      );
+    }
+  });
+
+  it('serves a valid OpenAPI 3.1 document that lists every route', async () => {
+    const res = await request(endpoint, '/v1/openapi.json');
+    expect(res.status).toBe(200);
+    const validator = new Validator();
+    const result = await validator.validate(res.body);
+    expect(result.errors ?? [], JSON.stringify(result.errors)).toEqual([]);
+    expect(result.valid).toBe(true);
+    const documented = new Set<string>();
+    for (const [path, item] of Object.entries(res.body.paths as Record<string, Record<string, unknown>>)) {
+      for (const method of Object.keys(item)) documented.add(`${method} ${path}`);
+    }
+    const expected = [...apiRoutes, ...gitRoutes].map((r) => `${r.method} ${r.path}`);
+    expect([...documented].sort()).toEqual([...expected].sort());
+  });
+
+  it('git over smart HTTP: clone and push with the owner\'s token; bad, missing, foreign and read-only tokens refused', async () => {
+    const app = (await request(endpoint, `/v1/apps/${aliceApp}`, { token: alice.token })).body;
+    const gitEnv = (token?: string) => ({
+      GIT_TERMINAL_PROMPT: '0',
+      GIT_CONFIG_NOSYSTEM: '1',
+      HOME: scratch,
+      ...(token
+        ? {
+            GIT_CONFIG_COUNT: '1',
+            GIT_CONFIG_KEY_0: 'http.extraHeader',
+            GIT_CONFIG_VALUE_0: `Authorization: Basic ${Buffer.from(`x:${token}`).toString('base64')}`,
+          }
+        : {}),
+    });
+    const run = (args: string[], cwd: string, token?: string) => execa('git', args, { cwd, env: gitEnv(token), reject: false });
+
+    const work = join(scratch, 'work');
+    expect((await run(['clone', app.gitUrl, work], scratch, alice.token)).exitCode).toBe(0);
+    writeFileSync(join(work, 'README.md'), 'hello\n');
+    await run(['add', '.'], work);
+    expect((await run(['-c', 'user.name=a', '-c', 'user.email=a@x', 'commit', '-m', 'first'], work)).exitCode).toBe(0);
+    const pushed = await run(['push', 'origin', 'HEAD:main'], work, alice.token);
+    expect(pushed.exitCode, pushed.stderr).toBe(0);
+    const head = (await run(['rev-parse', 'HEAD'], work)).stdout.trim();
+
+    const again = join(scratch, 'again');
+    expect((await run(['clone', app.gitUrl, again], scratch, alice.token)).exitCode).toBe(0);
+    expect((await run(['rev-parse', 'HEAD'], again)).stdout.trim()).toBe(head);
+
+    for (const [label, token] of [['missing', undefined], ['wrong', 'dvt_aaaaaaaaaaaaaaaa_' + 'B'.repeat(43)]] as const) {
+      const listed = await run(['ls-remote', app.gitUrl], scratch, token);
+      expect(listed.exitCode, label).not.toBe(0);
+      expect(listed.stdout, label).toBe('');
+      const probe = await fetch(`${app.gitUrl}/info/refs?service=git-upload-pack`, {
+        headers: token ? { authorization: `Basic ${Buffer.from(`x:${token}`).toString('base64')}` } : {},
+      });
+      expect(probe.status, label).toBe(401);
+      expect(probe.headers.get('www-authenticate')).toMatch(/^Basic/);
+    }
+
+    const foreign = await run(['ls-remote', app.gitUrl], scratch, bob.token);
+    expect(foreign.exitCode).not.toBe(0);
+    expect(foreign.stdout).toBe('');
+    const foreignProbe = await fetch(`${app.gitUrl}/info/refs?service=git-upload-pack`, {
+      headers: { authorization: `Basic ${Buffer.from(`x:${bob.token}`).toString('base64')}` },
+    });
+    expect(foreignProbe.status).toBe(404);
+
+    const ro = (await request(endpoint, '/v1/tokens', { method: 'POST', token: alice.token, body: { scope: 'read' } })).body.token;
+    expect((await run(['ls-remote', app.gitUrl], scratch, ro)).stdout).toContain(head);
+    writeFileSync(join(work, 'more.txt'), 'more\n');
+    await run(['add', '.'], work);
+    await run(['-c', 'user.name=a', '-c', 'user.email=a@x', 'commit', '-m', 'second'], work);
+    expect((await run(['push', 'origin', 'HEAD:main'], work, ro)).exitCode).not.toBe(0);
+    // The receive-pack advertisement is a write, whatever else the query says.
+    const sneaky = await fetch(`${app.gitUrl}/info/refs?service=git-receive-pack&service=git-upload-pack`, {
+      headers: { authorization: `Basic ${Buffer.from(`x:${ro}`).toString('base64')}` },
+    });
+    expect(sneaky.status).toBe(403);
+    const reversed = await fetch(`${app.gitUrl}/info/refs?service=git-upload-pack&service=git-receive-pack`, {
+      headers: { authorization: `Basic ${Buffer.from(`x:${ro}`).toString('base64')}` },
+    });
+    expect(await reversed.text()).not.toContain('# service=git-receive-pack');
+    const serverHead = (await run(['ls-remote', app.gitUrl, 'refs/heads/main'], scratch, alice.token)).stdout.split('\t')[0];
+    expect(serverHead).toBe(head);
+  });
+});
