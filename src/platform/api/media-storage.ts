@@ -1,0 +1,262 @@
+/**
+ * Media storage on S3-compatible storage: one bucket per environment. On the embedded store
+ * (`media.keysFile` set) each bucket also gets its own key pair, which the store reloads from the
+ * keys file and confines to that bucket; on an external S3 environments share the configured pair.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import {
+  CreateBucketCommand,
+  DeleteBucketCommand,
+  DeleteObjectsCommand,
+  HeadBucketCommand,
+  ListBucketsCommand,
+  ListObjectsV2Command,
+  S3Client,
+  S3ServiceException,
+} from '@aws-sdk/client-s3';
+import { writeFileAtomic } from '../../core/fs-util.js';
+import { mediaKeysFileSchema, type AccessKeyPair, type MediaKeysFile } from '../media/s3-server.js';
+import type { RuntimeConfig } from '../runtime-config.js';
+import type { MediaGrant, MediaStorage } from './parts.js';
+
+type MediaConfig = RuntimeConfig['media'];
+
+const BUCKET_NAME_MAX = 63;
+/** How long the store may take to notice a changed keys file (it polls every second). */
+const KEY_PROPAGATION_TIMEOUT_MS = 5000;
+const KEY_PROPAGATION_POLL_MS = 100;
+const MAX_FAILED_DELETE_ROUNDS = 5;
+
+export class S3MediaStorage implements MediaStorage {
+  private readonly admin: S3Client;
+  /** Serialises read-modify-write cycles of the keys file within this process. */
+  private keysFileLock: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly config: MediaConfig) {
+    this.admin = this.client({ accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey });
+  }
+
+  async provision({ bucket }: { bucket: string }): Promise<MediaGrant> {
+    assertValidBucketName(bucket);
+    await this.ensureBucket(bucket);
+    const keys = this.config.keysFile ? await this.grantBucketKey(this.config.keysFile, bucket) : this.sharedKey();
+    return {
+      endpoint: this.config.endpoint,
+      publicUrl: this.config.publicUrl,
+      region: this.config.region,
+      bucket,
+      prefix: '',
+      ...keys,
+    };
+  }
+
+  async deprovision({ bucket }: { bucket: string }): Promise<void> {
+    assertValidBucketName(bucket);
+    // The key goes first, so that the environment cannot write while its bucket is emptied.
+    if (this.config.keysFile) await this.revokeBucketKey(this.config.keysFile, bucket);
+    await this.emptyBucket(bucket);
+    await ignoreNoSuchBucket(this.admin.send(new DeleteBucketCommand({ Bucket: bucket })));
+  }
+
+  async check(): Promise<void> {
+    await this.admin.send(new ListBucketsCommand({}));
+  }
+
+  private client(credentials: AccessKeyPair): S3Client {
+    return new S3Client({
+      endpoint: this.config.endpoint,
+      region: this.config.region,
+      credentials,
+      forcePathStyle: true,
+      // s3rver mis-stores the aws-chunked bodies the SDK's default checksum mode sends.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+    });
+  }
+
+  private sharedKey(): AccessKeyPair {
+    return { accessKeyId: this.config.accessKeyId, secretAccessKey: this.config.secretAccessKey };
+  }
+
+  private async ensureBucket(bucket: string): Promise<void> {
+    if (await this.bucketExists(bucket)) return;
+    try {
+      await this.admin.send(new CreateBucketCommand({ Bucket: bucket }));
+    } catch (error) {
+      // Created meanwhile by a concurrent provision: just as good.
+      if (!(error instanceof S3ServiceException && ['BucketAlreadyOwnedByYou', 'BucketAlreadyExists'].includes(error.name))) {
+        throw error;
+      }
+    }
+  }
+
+  private async bucketExists(bucket: string): Promise<boolean> {
+    try {
+      await this.admin.send(new HeadBucketCommand({ Bucket: bucket }));
+      return true;
+    } catch (error) {
+      if (httpStatus(error) === 404) return false;
+      throw error;
+    }
+  }
+
+  /** Reuses the bucket's pair when it has one, so provisioning twice hands out the same credentials. */
+  private async grantBucketKey(keysFile: string, bucket: string): Promise<AccessKeyPair> {
+    const key = await this.withKeysFile(keysFile, (file) => {
+      const existing = Object.entries(file.keys).find(([, entry]) => entry.bucket === bucket);
+      if (existing) return { key: { accessKeyId: existing[0], secretAccessKey: existing[1].secretAccessKey } };
+      const created = newKeyPair();
+      file.keys[created.accessKeyId] = { secretAccessKey: created.secretAccessKey, bucket };
+      return { key: created, changed: true };
+    });
+    await this.waitUntil(key, bucket, 'accepted');
+    return key;
+  }
+
+  private async revokeBucketKey(keysFile: string, bucket: string): Promise<void> {
+    const revoked = await this.withKeysFile(keysFile, (file) => {
+      const ids = Object.keys(file.keys).filter((id) => file.keys[id]?.bucket === bucket);
+      const key = ids[0] ? { accessKeyId: ids[0], secretAccessKey: file.keys[ids[0]]?.secretAccessKey ?? '' } : undefined;
+      for (const id of ids) delete file.keys[id];
+      return { key, changed: ids.length > 0 };
+    });
+    if (revoked) await this.waitUntil(revoked, bucket, 'refused');
+  }
+
+  /** Read the keys file, let `change` edit it, write it back atomically (0600: it holds secrets) if changed. */
+  private withKeysFile<T>(keysFile: string, change: (file: MediaKeysFile) => { key: T; changed?: boolean }): Promise<T> {
+    const run = async () => {
+      const file = await readKeysFile(keysFile);
+      const { key, changed } = change(file);
+      if (changed) await writeFileAtomic(keysFile, `${JSON.stringify(file, null, 2)}\n`, 0o600);
+      return key;
+    };
+    const result = this.keysFileLock.then(run, run);
+    this.keysFileLock = result.catch(() => undefined);
+    return result;
+  }
+
+  /** The store reloads the keys file on its own schedule; a grant is only useful once it is in force. */
+  private async waitUntil(key: AccessKeyPair, bucket: string, state: 'accepted' | 'refused'): Promise<void> {
+    const probe = this.client(key);
+    try {
+      const deadline = Date.now() + KEY_PROPAGATION_TIMEOUT_MS;
+      while ((await keyState(probe, bucket)) !== state) {
+        if (Date.now() > deadline) {
+          throw new Error(`the media store has not ${state} the key for bucket ${bucket} after ${KEY_PROPAGATION_TIMEOUT_MS / 1000} s`);
+        }
+        await sleep(KEY_PROPAGATION_POLL_MS);
+      }
+    } finally {
+      probe.destroy();
+    }
+  }
+
+  /**
+   * Restarts from the first page after every batch: deleting under a continuation token may skip
+   * keys. s3rver deletes a batch's objects in parallel and its cleanup of emptied directories races
+   * with itself (a 500 after the objects are gone), so a failed batch is listed and tried again.
+   */
+  private async emptyBucket(bucket: string): Promise<void> {
+    for (let failedRounds = 0; ; ) {
+      const page = await ignoreNoSuchBucket(this.admin.send(new ListObjectsV2Command({ Bucket: bucket, MaxKeys: 1000 })));
+      const objects = (page?.Contents ?? []).flatMap((object) => (object.Key === undefined ? [] : [{ Key: object.Key }]));
+      if (objects.length === 0) return;
+      try {
+        const result = await this.admin.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: objects, Quiet: true } }));
+        const failed = result.Errors ?? [];
+        if (failed.length) throw new Error(`could not delete ${failed.length} object(s) from ${bucket}: ${failed[0]?.Code ?? 'unknown error'}`);
+        failedRounds = 0;
+      } catch (error) {
+        if (++failedRounds > MAX_FAILED_DELETE_ROUNDS || (httpStatus(error) ?? 0) < 500) throw error;
+      }
+    }
+  }
+}
+
+/** `shop-test`; a slug that would make an invalid or too long name is shortened and hashed instead. */
+export function mediaBucketName(slug: string, env: 'test' | 'live'): string {
+  const plain = `${slug}-${env}`;
+  if (isValidBucketName(plain)) return plain;
+  const suffix = `-${createHash('sha256').update(slug).digest('hex').slice(0, 8)}-${env}`;
+  const base = slug
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .slice(0, BUCKET_NAME_MAX - suffix.length - 1)
+    .replace(/^-+|-+$/g, '');
+  // 'b' keeps a reserved prefix (xn--, sthree-…) from surviving the shortening.
+  const name = base ? `${base}${suffix}` : suffix.slice(1);
+  return isValidBucketName(name) ? name : `b${name}`;
+}
+
+const RESERVED_PREFIXES = ['xn--', 'sthree-', 'amzn-s3-demo-'];
+const RESERVED_SUFFIXES = ['-s3alias', '--ol-s3', '--x-s3', '--table-s3'];
+
+/** S3's rules for new buckets, without dots (they break TLS for virtual-host access). */
+export function isValidBucketName(name: string): boolean {
+  return (
+    /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/.test(name) &&
+    !RESERVED_PREFIXES.some((prefix) => name.startsWith(prefix)) &&
+    !RESERVED_SUFFIXES.some((suffix) => name.endsWith(suffix))
+  );
+}
+
+function assertValidBucketName(bucket: string): void {
+  if (!isValidBucketName(bucket)) {
+    throw new Error(`invalid bucket name ${JSON.stringify(bucket)}: use 3-63 lower-case letters, digits and hyphens, starting and ending with a letter or digit`);
+  }
+}
+
+/** A missing file is an empty one; a damaged one stops provisioning rather than dropping every other environment's key. */
+async function readKeysFile(path: string): Promise<MediaKeysFile> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { keys: {} };
+    throw error;
+  }
+  try {
+    return mediaKeysFileSchema.parse(JSON.parse(text));
+  } catch {
+    throw new Error(`the media keys file ${path} is damaged; fix or remove it (environments then need re-provisioning)`);
+  }
+}
+
+function newKeyPair(): AccessKeyPair {
+  return {
+    accessKeyId: `DM${randomBytes(9).toString('hex').toUpperCase()}`,
+    secretAccessKey: randomBytes(30).toString('base64url'),
+  };
+}
+
+/** Accepted: the key reaches the bucket (or finds it gone, 404). Refused: the store does not know the key (403). */
+async function keyState(probe: S3Client, bucket: string): Promise<'accepted' | 'refused'> {
+  try {
+    await probe.send(new HeadBucketCommand({ Bucket: bucket }));
+    return 'accepted';
+  } catch (error) {
+    const status = httpStatus(error);
+    if (status === 403) return 'refused';
+    if (status === 404) return 'accepted';
+    throw error;
+  }
+}
+
+function httpStatus(error: unknown): number | undefined {
+  return (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+}
+
+async function ignoreNoSuchBucket<T>(request: Promise<T>): Promise<T | undefined> {
+  try {
+    return await request;
+  } catch (error) {
+    if (error instanceof S3ServiceException && error.name === 'NoSuchBucket') return undefined;
+    throw error;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

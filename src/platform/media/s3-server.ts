@@ -1,0 +1,803 @@
+/**
+ * The platform's embedded S3 store (runs as the `NAME-media` Swarm service): s3rver behind a gate
+ * that verifies AWS Signature V4 for real and confines each environment's key pair to its own bucket.
+ *
+ * Run it as `node --openssl-legacy-provider dist/platform/media/s3-server.js`: s3rver encrypts
+ * listing continuation tokens with DES, which OpenSSL 3 only offers through its legacy provider, so
+ * without the flag every listing of more than 1,000 keys fails.
+ *
+ * Environment: DIVIO_PLATFORM_CONFIG (runtime config: the admin key pair and `media.keysFile`),
+ * DIVIO_S3_DIRECTORY (where objects live), DIVIO_S3_ADDRESS (default 0.0.0.0), DIVIO_S3_PORT (default 4568).
+ */
+import { createCipheriv, createHash, createHmac, timingSafeEqual, type Hash, type Hmac } from 'node:crypto';
+import { watch, type FSWatcher } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { createRequire } from 'node:module';
+import type { AddressInfo } from 'node:net';
+import { basename, dirname } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { ALGORITHM_IDENTIFIER, SignatureV4, getCanonicalHeaders, getSigningKey } from '@smithy/signature-v4';
+import type { Checksum, HttpRequest, SourceData } from '@smithy/types';
+import { z } from 'zod';
+import { readRuntimeConfig } from '../runtime-config.js';
+
+/** The per-environment key pairs the platform API writes and this server reloads. */
+export const mediaKeysFileSchema = z.object({
+  keys: z.record(
+    z.string().min(1),
+    z.object({ secretAccessKey: z.string().min(1), bucket: z.string().min(1) }),
+  ),
+});
+export type MediaKeysFile = z.output<typeof mediaKeysFileSchema>;
+
+export interface AccessKeyPair {
+  accessKeyId: string;
+  secretAccessKey: string;
+}
+
+export interface MediaServerOptions {
+  directory: string;
+  address: string;
+  /** 0 picks a free port (tests). */
+  port: number;
+  /** May do everything, on every bucket. */
+  adminKey: AccessKeyPair;
+  /** JSON file of environment key pairs (see `mediaKeysFileSchema`); absent: admin key only. */
+  keysFile?: string;
+  /** One line per event worth an operator's attention; never given a secret. */
+  log?: (line: string) => void;
+}
+
+export interface MediaServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+const MAX_CLOCK_SKEW_MS = 15 * 60 * 1000;
+const MAX_PRESIGNED_EXPIRY_SECONDS = 7 * 24 * 60 * 60;
+const KEYS_FILE_POLL_MS = 1000;
+const AUTHORISED_PATH = 'divioAuthorisedPath';
+
+export async function startMediaServer(options: MediaServerOptions): Promise<MediaServer> {
+  const s3rver = loadS3rver();
+  const log = options.log ?? ((line: string) => console.log(`${new Date().toISOString()} ${line}`));
+  const keys = new KeyDirectory(options.adminKey, s3rver);
+  const watcher = options.keysFile ? new KeysFileWatcher(options.keysFile, keys, log) : undefined;
+  await watcher?.refresh();
+
+  const app = new s3rver.S3rver({
+    directory: options.directory,
+    address: options.address,
+    port: options.port,
+    // Per-request logs would drown the few lines that matter; this module logs refusals itself.
+    silent: true,
+    vhostBuckets: false,
+    configureBuckets: [],
+  });
+  const refusals = new WeakSet<object>();
+  app.on('error', (error) => {
+    if ((error.status ?? 500) >= 500 && !refusals.has(error)) log(`media store error: ${error.message}`);
+  });
+  app.middleware.unshift(gate(keys, s3rver, log, refusals));
+  insertBeforeRouter(app, pathGuard(s3rver));
+
+  let address: AddressInfo;
+  try {
+    address = await app.run();
+  } catch (error) {
+    keys.forgetAll();
+    throw error;
+  }
+  watcher?.start();
+  return {
+    port: address.port,
+    async close() {
+      watcher?.stop();
+      keys.forgetAll();
+      await app.close();
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// s3rver, as far as this module touches it (it ships no types)
+
+interface KoaContext {
+  method: string;
+  /** Raw (still percent-encoded) path; s3rver's vhost middleware may rewrite it. */
+  path: string;
+  /** Raw query string, without '?'. */
+  querystring: string;
+  /** The query as s3rver's routes see it. */
+  query: Record<string, string | string[] | undefined>;
+  req: IncomingMessage;
+  state: Record<string, unknown>;
+}
+type Middleware = (ctx: KoaContext, next: () => Promise<unknown>) => unknown;
+interface S3rverApp {
+  middleware: Middleware[];
+  run(): Promise<AddressInfo>;
+  close(): Promise<void>;
+  on(event: 'error', listener: (error: Error & { status?: number }) => void): unknown;
+}
+interface S3rverModules {
+  S3rver: new (options: Record<string, unknown>) => S3rverApp;
+  S3Error: new (code: string, message: string, detail?: Record<string, string>) => Error;
+  accounts: { registry: Map<string, unknown>; DUMMY_ACCOUNT: { revokeAccessKey(accessKeyId: string): void } };
+  platformAccount: unknown;
+  bucketSubresources: Set<string>;
+  objectSubresources: Set<string>;
+}
+
+let s3rverModules: S3rverModules | undefined;
+
+/** Loaded on first use: the platform API imports this module for the keys file format only. */
+function loadS3rver(): S3rverModules {
+  if (s3rverModules) return s3rverModules;
+  const require = createRequire(import.meta.url);
+  const accounts = require('s3rver/lib/models/account') as S3rverModules['accounts'] &
+    (new (id: number, displayName: string) => unknown);
+  // The built-in S3RVER/S3RVER pair would open the store to anyone who has read s3rver's README.
+  accounts.DUMMY_ACCOUNT.revokeAccessKey('S3RVER');
+  const bucketMethods = (require('s3rver/lib/controllers/bucket') as { METHODS: string[] }).METHODS;
+  const objectMethods = (require('s3rver/lib/controllers/object') as { METHODS: string[] }).METHODS;
+  s3rverModules = {
+    S3rver: require('s3rver') as S3rverModules['S3rver'],
+    S3Error: require('s3rver/lib/models/error') as S3rverModules['S3Error'],
+    accounts,
+    platformAccount: new accounts(123456789000, 'divio'),
+    bucketSubresources: new Set(bucketMethods),
+    objectSubresources: new Set([...bucketMethods, ...objectMethods]),
+  };
+  return s3rverModules;
+}
+
+/** s3rver's router is its last middleware; the guard must see the path exactly as the router will. */
+function insertBeforeRouter(app: S3rverApp, middleware: Middleware): void {
+  const router = app.middleware.at(-1);
+  if (router?.name !== 'dispatch') throw new Error('unexpected s3rver middleware layout: the router is not last');
+  app.middleware.splice(app.middleware.length - 1, 0, middleware);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Who may sign: the admin pair and the environment pairs from the keys file
+
+type Principal = { kind: 'admin' } | { kind: 'environment'; bucket: string } | { kind: 'anonymous' };
+
+interface KnownKey {
+  secretAccessKey: string;
+  principal: Principal;
+}
+
+/**
+ * The key pairs this server accepts. s3rver's own (non-verifying) authentication still runs after
+ * the gate and insists on finding each access key id in its registry, so the registry mirrors
+ * this directory; it never holds a secret.
+ */
+class KeyDirectory {
+  private environmentKeys = new Map<string, KnownKey>();
+
+  constructor(
+    private readonly admin: AccessKeyPair,
+    private readonly s3rver: S3rverModules,
+  ) {
+    registerWithS3rver(s3rver, [admin.accessKeyId]);
+  }
+
+  lookup(accessKeyId: string): KnownKey | undefined {
+    if (accessKeyId === this.admin.accessKeyId) {
+      return { secretAccessKey: this.admin.secretAccessKey, principal: { kind: 'admin' } };
+    }
+    return this.environmentKeys.get(accessKeyId);
+  }
+
+  replaceEnvironmentKeys(file: MediaKeysFile): void {
+    const next = new Map<string, KnownKey>();
+    for (const [accessKeyId, { secretAccessKey, bucket }] of Object.entries(file.keys)) {
+      if (accessKeyId === this.admin.accessKeyId) continue;
+      next.set(accessKeyId, { secretAccessKey, principal: { kind: 'environment', bucket } });
+    }
+    registerWithS3rver(this.s3rver, [...next.keys()].filter((id) => !this.environmentKeys.has(id)));
+    unregisterFromS3rver(this.s3rver, [...this.environmentKeys.keys()].filter((id) => !next.has(id)));
+    this.environmentKeys = next;
+  }
+
+  get environmentKeyCount(): number {
+    return this.environmentKeys.size;
+  }
+
+  forgetAll(): void {
+    unregisterFromS3rver(this.s3rver, [this.admin.accessKeyId, ...this.environmentKeys.keys()]);
+    this.environmentKeys.clear();
+  }
+}
+
+/** s3rver's registry is process-wide; counting lets servers that share a key id (tests) come and go. */
+const s3rverRegistrations = new Map<string, number>();
+
+function registerWithS3rver(s3rver: S3rverModules, accessKeyIds: Iterable<string>): void {
+  for (const id of accessKeyIds) {
+    s3rverRegistrations.set(id, (s3rverRegistrations.get(id) ?? 0) + 1);
+    s3rver.accounts.registry.set(id, s3rver.platformAccount);
+  }
+}
+
+function unregisterFromS3rver(s3rver: S3rverModules, accessKeyIds: Iterable<string>): void {
+  for (const id of accessKeyIds) {
+    const remaining = (s3rverRegistrations.get(id) ?? 1) - 1;
+    if (remaining > 0) {
+      s3rverRegistrations.set(id, remaining);
+    } else {
+      s3rverRegistrations.delete(id);
+      s3rver.accounts.registry.delete(id);
+    }
+  }
+}
+
+/**
+ * Keeps the directory in step with the keys file. The API replaces the file by rename, so the
+ * directory is watched rather than the file; the mtime poll catches what inotify misses
+ * (network filesystems, a directory created after start).
+ */
+class KeysFileWatcher {
+  private fingerprint: string | undefined;
+  private pending: Promise<void> = Promise.resolve();
+  private poll: NodeJS.Timeout | undefined;
+  private fsWatcher: FSWatcher | undefined;
+
+  constructor(
+    private readonly file: string,
+    private readonly keys: KeyDirectory,
+    private readonly log: (line: string) => void,
+  ) {}
+
+  /** Serialised so that two change events cannot apply an older read after a newer one. */
+  refresh(): Promise<void> {
+    this.pending = this.pending.then(() => this.refreshNow());
+    return this.pending;
+  }
+
+  start(): void {
+    this.poll = setInterval(() => {
+      if (!this.fsWatcher) this.watchDirectory();
+      void this.refresh();
+    }, KEYS_FILE_POLL_MS);
+    this.poll.unref();
+    this.watchDirectory();
+  }
+
+  private watchDirectory(): void {
+    try {
+      this.fsWatcher = watch(dirname(this.file), (_event, name) => {
+        if (name === null || name === basename(this.file)) void this.refresh();
+      });
+      this.fsWatcher.on('error', () => this.stopWatching());
+    } catch {
+      // No directory yet (the API creates it with the first key), or no inotify: the poll covers it.
+    }
+  }
+
+  stop(): void {
+    clearInterval(this.poll);
+    this.stopWatching();
+  }
+
+  private stopWatching(): void {
+    this.fsWatcher?.close();
+    this.fsWatcher = undefined;
+  }
+
+  private async refreshNow(): Promise<void> {
+    const fingerprint = await fileFingerprint(this.file);
+    if (fingerprint === this.fingerprint) return;
+    this.fingerprint = fingerprint;
+    const loaded = await this.load();
+    this.keys.replaceEnvironmentKeys(loaded);
+    this.log(`media keys: ${this.keys.environmentKeyCount} environment key(s) loaded`);
+  }
+
+  /** A missing or damaged file grants nothing: environments lose access, the server stays up. */
+  private async load(): Promise<MediaKeysFile> {
+    let text: string;
+    try {
+      text = await readFile(this.file, 'utf8');
+    } catch {
+      return { keys: {} };
+    }
+    try {
+      return mediaKeysFileSchema.parse(JSON.parse(text));
+    } catch {
+      this.log(`media keys: ${this.file} is damaged; no environment keys are accepted until it is fixed`);
+      return { keys: {} };
+    }
+  }
+}
+
+async function fileFingerprint(file: string): Promise<string> {
+  try {
+    const info = await stat(file);
+    return `${info.ino}:${info.size}:${info.mtimeMs}`;
+  } catch {
+    return 'missing';
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The gate: authenticate (SigV4), then authorise, before any s3rver route runs
+
+interface Target {
+  /** Undefined for service-level requests (ListBuckets). */
+  bucket: string | undefined;
+  /** '' for bucket-level requests. */
+  key: string;
+}
+
+/** Refusals are logged here, so the app's error listener can skip the ones it also hears about. */
+function gate(keys: KeyDirectory, s3rver: S3rverModules, log: (line: string) => void, refusals: WeakSet<object>): Middleware {
+  const verifier = new SignatureV4Verifier();
+  return async (ctx, next) => {
+    try {
+      const target = parseTarget(ctx.path, s3rver);
+      const principal = await authenticate(ctx, keys, verifier, s3rver);
+      authorise(principal, target, ctx, s3rver);
+      refuseChunkedUploads(ctx, s3rver);
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      log(`refused ${ctx.method} ${ctx.path}: ${typeof code === 'string' ? code : 'error'}`);
+      if (typeof error === 'object' && error !== null) refusals.add(error);
+      throw error;
+    }
+    ctx.state[AUTHORISED_PATH] = ctx.path;
+    return next();
+  };
+}
+
+/** s3rver rewrites paths for virtual-host-style Host headers; what was authorised must be what is served. */
+function pathGuard(s3rver: S3rverModules): Middleware {
+  return (ctx, next) => {
+    if (ctx.state[AUTHORISED_PATH] !== ctx.path) throw s3Error(s3rver, 'AccessDenied', 'Access Denied');
+    return next();
+  };
+}
+
+function parseTarget(path: string, s3rver: S3rverModules): Target {
+  if (path === '/') return { bucket: undefined, key: '' };
+  const match = /^\/([^/]+)(?:\/(.*))?$/s.exec(path);
+  if (!match) throw s3Error(s3rver, 'InvalidURI', "Couldn't parse the specified URI.");
+  try {
+    return { bucket: decodeURIComponent(match[1] ?? ''), key: match[2] ?? '' };
+  } catch {
+    throw s3Error(s3rver, 'InvalidURI', "Couldn't parse the specified URI.");
+  }
+}
+
+function s3Error(s3rver: S3rverModules, code: string, message: string): Error {
+  return new s3rver.S3Error(code, message);
+}
+
+// --- authentication
+
+/** What a SigV4 request claims; verified against the key's secret. */
+interface SignatureClaim {
+  accessKeyId: string;
+  scope: CredentialScope;
+  /** yyyymmddThhmmssZ */
+  longDate: string;
+  signedHeaders: string[];
+  signature: string;
+  payloadHash: string;
+}
+
+interface CredentialScope {
+  shortDate: string;
+  region: string;
+  service: string;
+}
+
+type RawQuery = Record<string, string[]>;
+
+const ANONYMOUS: Principal = { kind: 'anonymous' };
+
+async function authenticate(
+  ctx: KoaContext,
+  keys: KeyDirectory,
+  verifier: SignatureV4Verifier,
+  s3rver: S3rverModules,
+): Promise<Principal> {
+  const authorization = ctx.req.headers.authorization;
+  // Detected exactly as s3rver's own authentication does, so both agree on who is anonymous.
+  const presigned = 'X-Amz-Algorithm' in ctx.query || 'X-Amz-Signature' in ctx.query || 'X-Amz-Credential' in ctx.query;
+  if ('Signature' in ctx.query || 'AWSAccessKeyId' in ctx.query) {
+    throw s3Error(s3rver, 'InvalidRequest', 'The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.');
+  }
+  if (authorization !== undefined && presigned) {
+    throw s3Error(s3rver, 'InvalidArgument', 'Only one auth mechanism allowed: the X-Amz-Algorithm query parameter or the Authorization header');
+  }
+  if (authorization === undefined && !presigned) return ANONYMOUS;
+
+  const query = parseRawQuery(ctx.querystring, s3rver);
+  const claim =
+    authorization !== undefined
+      ? claimFromHeaders(authorization, ctx.req.headers, s3rver)
+      : claimFromPresignedQuery(query, s3rver);
+  const known = keys.lookup(claim.accessKeyId);
+  if (!known) {
+    throw s3Error(s3rver, 'InvalidAccessKeyId', 'The AWS Access Key Id you provided does not exist in our records.');
+  }
+  const signedHeaders = pickHeaders(ctx.req.headers, claim.signedHeaders);
+  for (const path of canonicalPathCandidates(ctx.path)) {
+    const request: HttpRequest = { method: ctx.method, protocol: 'http:', hostname: '', path, query, headers: signedHeaders };
+    const expected = await verifier.signatureOf(request, claim, known.secretAccessKey);
+    if (signaturesMatch(expected, claim.signature)) return known.principal;
+  }
+  throw s3Error(
+    s3rver,
+    'SignatureDoesNotMatch',
+    'The request signature we calculated does not match the signature you provided. Check your key and signing method.',
+  );
+}
+
+function claimFromHeaders(authorization: string, headers: IncomingHttpHeaders, s3rver: S3rverModules): SignatureClaim {
+  const malformed = (why: string) => s3Error(s3rver, 'AuthorizationHeaderMalformed', `The authorization header is malformed; ${why}`);
+  const match = /^AWS4-HMAC-SHA256\s+(.*)$/s.exec(authorization);
+  if (!match) {
+    if (/^AWS\s/.test(authorization)) {
+      throw s3Error(s3rver, 'InvalidRequest', 'The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.');
+    }
+    throw s3Error(s3rver, 'InvalidArgument', 'Unsupported Authorization Type');
+  }
+  const fields = parseAuthorizationFields(match[1] ?? '');
+  const credential = fields.get('Credential');
+  const signedHeaders = fields.get('SignedHeaders');
+  const signature = fields.get('Signature');
+  if (!credential || !signedHeaders || !signature) throw malformed('it requires Credential, SignedHeaders and Signature.');
+
+  const longDate = singleHeader(headers['x-amz-date']);
+  if (!longDate || Number.isNaN(parseAmzDate(longDate))) {
+    throw s3Error(s3rver, 'AccessDenied', 'AWS authentication requires a valid x-amz-date header');
+  }
+  assertWithinClockSkew(parseAmzDate(longDate), s3rver);
+  const payloadHash = singleHeader(headers['x-amz-content-sha256']);
+  if (!payloadHash) throw s3Error(s3rver, 'InvalidRequest', 'Missing required header for this request: x-amz-content-sha256');
+  if (!/^(UNSIGNED-PAYLOAD|STREAMING-[A-Z0-9-]+|[0-9a-fA-F]{64})$/.test(payloadHash)) {
+    throw s3Error(s3rver, 'InvalidArgument', 'x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-*, or a valid sha256 value.');
+  }
+
+  const { accessKeyId, scope } = parseCredential(credential, longDate, malformed);
+  const headerNames = parseSignedHeaderNames(signedHeaders, malformed);
+  if (!headerNames.includes('x-amz-date')) throw malformed('x-amz-date must be signed.');
+  return { accessKeyId, scope, longDate, signedHeaders: headerNames, signature, payloadHash };
+}
+
+function claimFromPresignedQuery(query: RawQuery, s3rver: S3rverModules): SignatureClaim {
+  const malformed = (why: string) => s3Error(s3rver, 'AuthorizationQueryParametersError', why);
+  const param = (name: string) => {
+    const values = query[name];
+    if (!values || values.length !== 1) {
+      throw malformed(
+        'Query-string authentication version 4 requires exactly one each of the X-Amz-Algorithm, X-Amz-Credential, ' +
+          'X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and X-Amz-Expires parameters.',
+      );
+    }
+    return values[0] ?? '';
+  };
+  if (param('X-Amz-Algorithm') !== ALGORITHM_IDENTIFIER) throw malformed('X-Amz-Algorithm only supports "AWS4-HMAC-SHA256"');
+  const longDate = param('X-Amz-Date');
+  const signedAt = parseAmzDate(longDate);
+  if (Number.isNaN(signedAt)) throw malformed('X-Amz-Date must be in the ISO8601 Long Format "yyyyMMdd\'T\'HHmmss\'Z\'"');
+  const expires = Number(param('X-Amz-Expires'));
+  if (!Number.isInteger(expires) || expires < 0 || expires > MAX_PRESIGNED_EXPIRY_SECONDS) {
+    throw malformed('X-Amz-Expires must be a whole number of seconds from 0 to 604800');
+  }
+  assertPresignedWindow(signedAt, expires, s3rver);
+
+  const { accessKeyId, scope } = parseCredential(param('X-Amz-Credential'), longDate, malformed);
+  const signedHeaders = parseSignedHeaderNames(param('X-Amz-SignedHeaders'), malformed);
+  return {
+    accessKeyId,
+    scope,
+    longDate,
+    signedHeaders,
+    signature: param('X-Amz-Signature'),
+    payloadHash: presignedPayloadHash(query),
+  };
+}
+
+/** S3's presigned URLs carry no body digest unless the signer put one in the query. */
+function presignedPayloadHash(query: RawQuery): string {
+  const name = Object.keys(query).find((key) => key.toLowerCase() === 'x-amz-content-sha256');
+  return (name && query[name]?.[0]) || 'UNSIGNED-PAYLOAD';
+}
+
+function parseAuthorizationFields(text: string): Map<string, string> {
+  const fields = new Map<string, string>();
+  for (const part of text.split(',')) {
+    const equals = part.indexOf('=');
+    if (equals > 0) fields.set(part.slice(0, equals).trim(), part.slice(equals + 1).trim());
+  }
+  return fields;
+}
+
+function parseCredential(
+  credential: string,
+  longDate: string,
+  malformed: (why: string) => Error,
+): { accessKeyId: string; scope: CredentialScope } {
+  const [accessKeyId, shortDate, region, service, terminator, ...rest] = credential.split('/');
+  if (!accessKeyId || !shortDate || !region || !service || terminator !== 'aws4_request' || rest.length) {
+    throw malformed('the Credential must be ACCESS_KEY_ID/yyyymmdd/REGION/s3/aws4_request.');
+  }
+  if (service !== 's3') throw malformed(`incorrect service "${service}"; expecting "s3".`);
+  if (shortDate !== longDate.slice(0, 8)) throw malformed('the credential date does not match the request date.');
+  return { accessKeyId, scope: { shortDate, region, service } };
+}
+
+function parseSignedHeaderNames(value: string, malformed: (why: string) => Error): string[] {
+  const names = value.split(';');
+  if (names.some((name) => !/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(name))) throw malformed('SignedHeaders is not a list of lower-case header names.');
+  if (!names.includes('host')) throw malformed('the host header must be signed.');
+  return names;
+}
+
+function parseAmzDate(value: string): number {
+  const match = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(value);
+  if (!match) return NaN;
+  const [year, month, day, hour, minute, second] = match.slice(1).map(Number) as [number, number, number, number, number, number];
+  return Date.UTC(year, month - 1, day, hour, minute, second);
+}
+
+function assertWithinClockSkew(signedAt: number, s3rver: S3rverModules): void {
+  if (Math.abs(Date.now() - signedAt) > MAX_CLOCK_SKEW_MS) {
+    throw s3Error(s3rver, 'RequestTimeTooSkewed', 'The difference between the request time and the current time is too large.');
+  }
+}
+
+function assertPresignedWindow(signedAt: number, expiresSeconds: number, s3rver: S3rverModules): void {
+  const now = Date.now();
+  if (signedAt - now > MAX_CLOCK_SKEW_MS) throw s3Error(s3rver, 'AccessDenied', 'Request is not valid yet');
+  if (now > signedAt + expiresSeconds * 1000) throw s3Error(s3rver, 'AccessDenied', 'Request has expired');
+}
+
+function singleHeader(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(',') : value;
+}
+
+function pickHeaders(headers: IncomingHttpHeaders, names: string[]): Record<string, string> {
+  const picked: Record<string, string> = Object.create(null) as Record<string, string>;
+  for (const name of names) {
+    const value = singleHeader(headers[name]);
+    if (value !== undefined) picked[name] = value;
+  }
+  return picked;
+}
+
+/**
+ * Query values exactly as sent, percent-decoded but with '+' kept literal: SigV4 signers encode a
+ * space as %20, so a '+' on the wire was signed as %2B.
+ */
+function parseRawQuery(querystring: string, s3rver: S3rverModules): RawQuery {
+  const query: RawQuery = Object.create(null) as RawQuery;
+  if (!querystring) return query;
+  for (const pair of querystring.split('&')) {
+    if (!pair) continue;
+    const equals = pair.indexOf('=');
+    const [rawName, rawValue] = equals < 0 ? [pair, ''] : [pair.slice(0, equals), pair.slice(equals + 1)];
+    try {
+      const name = decodeURIComponent(rawName);
+      (query[name] ??= []).push(decodeURIComponent(rawValue));
+    } catch {
+      throw s3Error(s3rver, 'InvalidArgument', 'The query string is not properly percent-encoded.');
+    }
+  }
+  return query;
+}
+
+/**
+ * S3 signers sign the path they send, but not all escape the same characters (some leave `!*'()`
+ * or `~` raw): try the path as received, then in AWS's canonical escaping. Both name the same
+ * object to s3rver, which routes on the decoded path.
+ */
+function canonicalPathCandidates(rawPath: string): string[] {
+  try {
+    const reencoded = rawPath
+      .split('/')
+      .map((segment) => awsUriEscape(decodeURIComponent(segment)))
+      .join('/');
+    return reencoded === rawPath ? [rawPath] : [rawPath, reencoded];
+  } catch {
+    return [rawPath];
+  }
+}
+
+function awsUriEscape(value: string): string {
+  return encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+function signaturesMatch(expected: string, provided: string): boolean {
+  if (!/^[0-9a-fA-F]{64}$/.test(provided)) return false;
+  return timingSafeEqual(Buffer.from(expected, 'hex'), Buffer.from(provided, 'hex'));
+}
+
+/** SHA-256 and HMAC-SHA-256 from node:crypto in the shape @smithy/signature-v4 expects. */
+class NodeSha256 implements Checksum {
+  private hash: Hash | Hmac;
+
+  constructor(private readonly secret?: SourceData) {
+    this.hash = this.fresh();
+  }
+
+  update(data: Uint8Array): void {
+    this.hash.update(data);
+  }
+
+  async digest(): Promise<Uint8Array> {
+    return new Uint8Array(this.hash.digest());
+  }
+
+  reset(): void {
+    this.hash = this.fresh();
+  }
+
+  private fresh(): Hash | Hmac {
+    if (this.secret === undefined) return createHash('sha256');
+    return createHmac('sha256', toBinary(this.secret));
+  }
+}
+
+function toBinary(data: SourceData): string | Buffer {
+  if (typeof data === 'string') return data;
+  if (ArrayBuffer.isView(data)) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  return Buffer.from(data);
+}
+
+/**
+ * Recomputes a request's signature with the same canonicalisation the AWS SDKs sign with. Only the
+ * protected canonical-request and string-to-sign steps are borrowed: the received request is
+ * already canonical input (its own path, query and signed headers), nothing is added to it.
+ */
+class SignatureV4Verifier extends SignatureV4 {
+  constructor() {
+    super({
+      service: 's3',
+      // Region and credentials come from each request's claim, not from here.
+      region: 'unused',
+      credentials: { accessKeyId: 'unused', secretAccessKey: 'unused' },
+      sha256: NodeSha256,
+      // S3 signs the path as sent: no second escaping, no dot-segment normalisation.
+      uriEscapePath: false,
+      applyChecksum: false,
+    });
+  }
+
+  async signatureOf(request: HttpRequest, claim: SignatureClaim, secretAccessKey: string): Promise<string> {
+    const canonicalHeaders = getCanonicalHeaders(request, undefined, new Set(claim.signedHeaders));
+    const canonicalRequest = this.createCanonicalRequest(request, canonicalHeaders, claim.payloadHash);
+    const { shortDate, region, service } = claim.scope;
+    const scope = `${shortDate}/${region}/${service}/aws4_request`;
+    const stringToSign = await this.createStringToSign(claim.longDate, scope, canonicalRequest, ALGORITHM_IDENTIFIER);
+    const credentials = { accessKeyId: claim.accessKeyId, secretAccessKey };
+    const signingKey = await getSigningKey(NodeSha256, credentials, shortDate, region, service);
+    return createHmac('sha256', signingKey).update(stringToSign).digest('hex');
+  }
+}
+
+// --- authorisation
+
+function authorise(principal: Principal, target: Target, ctx: KoaContext, s3rver: S3rverModules): void {
+  const denied = () => s3Error(s3rver, 'AccessDenied', 'Access Denied');
+  switch (principal.kind) {
+    case 'admin':
+      return;
+    case 'anonymous':
+      if (!isPublicRead(target, ctx, s3rver)) throw denied();
+      return;
+    case 'environment':
+      if (target.bucket !== principal.bucket) throw denied();
+      if (isBucketCreateOrDelete(target, ctx, s3rver)) throw denied();
+      if (copySources(ctx).some((source) => copySourceBucket(source) !== principal.bucket)) throw denied();
+      return;
+  }
+}
+
+/** Browsers fetch media straight from the store: plain object reads, no subresources (ACLs, uploads). */
+function isPublicRead(target: Target, ctx: KoaContext, s3rver: S3rverModules): boolean {
+  if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return false;
+  if (target.bucket === undefined || target.key === '') return false;
+  return !Object.keys(ctx.query).some((name) => s3rver.objectSubresources.has(name));
+}
+
+/** PUT or DELETE on a bucket without a subresource (cors, website…) creates or deletes the bucket itself. */
+function isBucketCreateOrDelete(target: Target, ctx: KoaContext, s3rver: S3rverModules): boolean {
+  if (target.key !== '' || (ctx.method !== 'PUT' && ctx.method !== 'DELETE')) return false;
+  return !Object.keys(ctx.query).some((name) => s3rver.bucketSubresources.has(name));
+}
+
+/** s3rver takes x-amz-* query parameters over headers, so a copy source may come from either. */
+function copySources(ctx: KoaContext): string[] {
+  const sources: string[] = [];
+  const header = ctx.req.headers['x-amz-copy-source'];
+  if (header !== undefined) sources.push(...[header].flat());
+  for (const [name, value] of Object.entries(ctx.query)) {
+    if (name.toLowerCase() === 'x-amz-copy-source' && value !== undefined) sources.push(...[value].flat());
+  }
+  return sources;
+}
+
+/** Parsed the way s3rver's putObjectCopy parses it, so both agree on the source bucket. */
+function copySourceBucket(source: string): string | undefined {
+  try {
+    const path = decodeURI(source);
+    return (path.startsWith('/') ? path.slice(1) : path).split('/')[0];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * s3rver stores aws-chunked bodies (STREAMING-* payloads, the current AWS SDKs' default checksum
+ * mode) with the chunk framing inside the object; refusing them is better than corrupting media.
+ */
+function refuseChunkedUploads(ctx: KoaContext, s3rver: S3rverModules): void {
+  const payloadHash = singleHeader(ctx.req.headers['x-amz-content-sha256']) ?? '';
+  const encoding = singleHeader(ctx.req.headers['content-encoding']) ?? '';
+  if (payloadHash.startsWith('STREAMING-') || /\baws-chunked\b/i.test(encoding)) {
+    throw s3Error(
+      s3rver,
+      'NotImplemented',
+      'aws-chunked uploads are not supported by this store; configure the client to compute checksums only when required',
+    );
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entry point
+
+function legacyProviderEnabled(): boolean {
+  try {
+    createCipheriv('des', Buffer.alloc(8), Buffer.alloc(8));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function listenPort(value: string | undefined): number {
+  const port = Number(value ?? 4568);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`DIVIO_S3_PORT is not a port number: ${value}`);
+  return port;
+}
+
+async function main(): Promise<void> {
+  const log = (line: string) => console.log(`${new Date().toISOString()} ${line}`);
+  if (!legacyProviderEnabled()) {
+    throw new Error('run with `node --openssl-legacy-provider`: s3rver needs DES for listings of more than 1,000 keys');
+  }
+  const directory = process.env.DIVIO_S3_DIRECTORY;
+  if (!directory) throw new Error('DIVIO_S3_DIRECTORY is not set: it names the directory objects are stored in');
+  const config = await readRuntimeConfig();
+  const address = process.env.DIVIO_S3_ADDRESS || '0.0.0.0';
+  const server = await startMediaServer({
+    directory,
+    address,
+    port: listenPort(process.env.DIVIO_S3_PORT),
+    adminKey: { accessKeyId: config.media.accessKeyId, secretAccessKey: config.media.secretAccessKey },
+    keysFile: config.media.keysFile,
+    log,
+  });
+  log(`divio media store ${config.version} listening on ${address}:${server.port}`);
+  const shutdown = () => {
+    log('shutting down');
+    void server.close().finally(() => process.exit(0));
+    setTimeout(() => process.exit(0), 10_000).unref();
+  };
+  process.on('SIGTERM', shutdown);
+  process.on('SIGINT', shutdown);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((error: unknown) => {
+    console.error(`media store failed to start: ${error instanceof Error ? error.message : String(error)}`);
+    process.exit(1);
+  });
+}
