@@ -1,0 +1,105 @@
+/**
+ * The runtime configuration the platform's services read (src/platform/runtime-config.ts), built
+ * from the settings. It holds passwords: it only ever travels as a Swarm secret, never printed.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PACKAGE_ROOT } from '../../core/assets.js';
+import { runtimeConfigSchema, type RuntimeConfig } from '../../platform/runtime-config.js';
+import type { PlatformSettings } from './settings.js';
+
+export const OPERATOR_NAME = 'operator';
+export const PLATFORM_DATABASE = 'divio_platform';
+/** Paths inside the platform's containers. */
+export const CONTAINER_PATHS = {
+  config: '/run/secrets/divio-platform.json',
+  git: '/data/git',
+  media: '/data/media',
+  mediaKeys: '/data/media-keys',
+  mediaKeysFile: '/data/media-keys/keys.json',
+} as const;
+export const API_PORT = 8080;
+export const S3_PORT = 4568;
+export const REGISTRY_PORT = 5000;
+export const POSTGRES_PORT = 5432;
+
+export function serviceName(name: string, component: string): string {
+  return `${name}-${component}`;
+}
+
+export function networkName(name: string): string {
+  return `${name}-net`;
+}
+
+/** Where the CLI and users reach the platform. */
+export function platformEndpoint(settings: Pick<PlatformSettings, 'port'>): string {
+  return `http://127.0.0.1:${settings.port}`;
+}
+
+let cachedVersion: string | undefined;
+export function packageVersion(): string {
+  cachedVersion ??= (JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+  return cachedVersion;
+}
+
+export function buildRuntimeConfig(settings: PlatformSettings, version = packageVersion()): RuntimeConfig {
+  if (!settings.operator) throw new Error('the operator token must be chosen before the runtime configuration is built');
+  const { name, domain, port, secrets, external } = settings;
+
+  let database: RuntimeConfig['database'];
+  if (external.database) {
+    const url = new URL(external.database.url);
+    database = {
+      adminUrl: external.database.url,
+      platformDatabase: PLATFORM_DATABASE,
+      appHost: url.hostname,
+      appPort: url.port ? Number(url.port) : POSTGRES_PORT,
+    };
+  } else {
+    const host = serviceName(name, 'postgres');
+    database = {
+      adminUrl: `postgres://postgres:${encodeURIComponent(secrets.postgresPassword)}@${host}:${POSTGRES_PORT}/postgres`,
+      platformDatabase: PLATFORM_DATABASE,
+      appHost: host,
+      appPort: POSTGRES_PORT,
+    };
+  }
+
+  const media: RuntimeConfig['media'] = external.media
+    ? { ...external.media }
+    : {
+        endpoint: `http://${serviceName(name, 's3')}:${S3_PORT}`,
+        publicUrl: `http://s3.${domain}:${port}`,
+        region: 'us-east-1',
+        accessKeyId: secrets.mediaAccessKeyId,
+        secretAccessKey: secrets.mediaSecretAccessKey,
+        keysFile: CONTAINER_PATHS.mediaKeysFile,
+      };
+
+  return runtimeConfigSchema.parse({
+    name,
+    version,
+    domain,
+    publicUrl: platformEndpoint(settings),
+    database,
+    media,
+    // The router forwards /v2/ to the registry: the engine pushes and pulls through the one public port.
+    registry: { address: external.registry?.address ?? `127.0.0.1:${port}` },
+    git: { root: CONTAINER_PATHS.git },
+    operator: { name: OPERATOR_NAME, tokenId: settings.operator.tokenId, tokenHash: settings.operator.tokenHash },
+  });
+}
+
+export function serialiseRuntimeConfig(config: RuntimeConfig): string {
+  return JSON.stringify(config, null, 2) + '\n';
+}
+
+export function shortHash(content: string | Buffer): string {
+  return createHash('sha256').update(content).digest('hex').slice(0, 12);
+}
+
+/** The Swarm secret holding this content: a new name whenever the content changes (secrets are immutable). */
+export function configSecretName(name: string, content: string): string {
+  return `${name}-config-${shortHash(content)}`;
+}

@@ -1,0 +1,223 @@
+/**
+ * The platform's settings: DATA/platform.json (mode 0600) in the data directory. Name, domain and
+ * port, the secrets generated at the first start, the operator token's id and hash, and the
+ * external parts an operator plugs in instead of the embedded ones. The last data directory used
+ * is remembered in the user's config dir so `stop` and `status` find it without flags.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, readFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { z } from 'zod';
+import { DivioError, ExitCode, InvalidInputError } from '../../core/errors.js';
+import { writeFileAtomic } from '../../core/fs-util.js';
+import { userConfigDir } from '../../core/paths.js';
+
+export const DEFAULT_NAME = 'divio';
+export const DEFAULT_DOMAIN = 'localhost';
+export const DEFAULT_PORT = 8600;
+export const SETTINGS_FILE = 'platform.json';
+
+/** Prefix of every Swarm object; also what the runtime config accepts. */
+export const NAME_PATTERN = /^[a-z][a-z0-9-]{0,30}$/;
+/** A DNS name (it ends up in the router's configuration, so nothing else may pass). */
+export const DOMAIN_PATTERN = /^(?=.{1,200}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
+const externalSchema = z.strictObject({
+  database: z.strictObject({ url: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL') }).optional(),
+  media: z
+    .strictObject({
+      endpoint: z.url(),
+      publicUrl: z.url(),
+      region: z.string().min(1),
+      accessKeyId: z.string().min(1),
+      secretAccessKey: z.string().min(1),
+    })
+    .optional(),
+  registry: z.strictObject({ address: z.string().min(1) }).optional(),
+});
+
+export const settingsSchema = z.strictObject({
+  name: z.string().regex(NAME_PATTERN),
+  domain: z.string().regex(DOMAIN_PATTERN),
+  port: z.number().int().min(1).max(65535),
+  secrets: z.strictObject({
+    postgresPassword: z.string().min(16),
+    mediaAccessKeyId: z.string().min(8),
+    mediaSecretAccessKey: z.string().min(16),
+  }),
+  operator: z.strictObject({ tokenId: z.string(), tokenHash: z.string() }).optional(),
+  external: externalSchema.default({}),
+});
+
+export type PlatformSettings = z.output<typeof settingsSchema>;
+export type ExternalParts = PlatformSettings['external'];
+
+export function settingsPath(dataDir: string): string {
+  return join(dataDir, SETTINGS_FILE);
+}
+
+/** `$XDG_DATA_HOME/divio/platform`, or ~/.local/share/divio/platform. */
+export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
+  const base = env.XDG_DATA_HOME || join(homedir(), '.local', 'share');
+  return join(base, 'divio', 'platform');
+}
+
+export async function readSettings(dataDir: string): Promise<PlatformSettings | undefined> {
+  let text: string;
+  try {
+    text = await readFile(settingsPath(dataDir), 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new DivioError(`cannot read ${settingsPath(dataDir)}: ${(error as Error).message}`, {
+      exitCode: ExitCode.environment,
+      cause: error,
+    });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  const parsed = settingsSchema.safeParse(json);
+  if (!parsed.success) {
+    const detail = json === undefined ? 'not JSON' : parsed.error.issues.map((i) => `${i.path.join('.') || '(file)'}: ${i.message}`).join('; ');
+    throw new InvalidInputError(`${settingsPath(dataDir)} is not valid platform settings (${detail})`, {
+      hint: 'Fix the file (it is JSON), or move the data directory away to start a new platform.',
+    });
+  }
+  return parsed.data;
+}
+
+export async function writeSettings(dataDir: string, settings: PlatformSettings): Promise<void> {
+  const path = settingsPath(dataDir);
+  await writeFileAtomic(path, JSON.stringify(settingsSchema.parse(settings), null, 2) + '\n', 0o600);
+  await chmod(path, 0o600);
+}
+
+function randomAlphanumeric(length: number, alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'): string {
+  // Rejection sampling keeps every character equally likely.
+  const out: string[] = [];
+  const limit = 256 - (256 % alphabet.length);
+  while (out.length < length) {
+    for (const byte of randomBytes(length * 2)) {
+      if (byte < limit && out.length < length) out.push(alphabet[byte % alphabet.length]!);
+    }
+  }
+  return out.join('');
+}
+
+export function generateSecrets(): PlatformSettings['secrets'] {
+  return {
+    postgresPassword: randomBytes(24).toString('base64url'),
+    mediaAccessKeyId: `DIVIO${randomAlphanumeric(15)}`,
+    mediaSecretAccessKey: randomAlphanumeric(40, 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789'),
+  };
+}
+
+export interface SettingsFlags {
+  name?: string;
+  domain?: string;
+  port?: number;
+}
+
+export function validateFlags(flags: SettingsFlags): void {
+  if (flags.name !== undefined && !NAME_PATTERN.test(flags.name)) {
+    throw new InvalidInputError(`"${flags.name}" is not a valid platform name`, {
+      hint: 'Use up to 31 lower-case letters, digits and "-", starting with a letter.',
+    });
+  }
+  if (flags.domain !== undefined && !DOMAIN_PATTERN.test(flags.domain)) {
+    throw new InvalidInputError(`"${flags.domain}" is not a valid domain`, {
+      hint: 'Give a DNS name such as localhost or apps.example.com (lower case, no scheme or port).',
+    });
+  }
+  if (flags.port !== undefined && (!Number.isInteger(flags.port) || flags.port < 1 || flags.port > 65535)) {
+    throw new InvalidInputError(`${flags.port} is not a TCP port`);
+  }
+}
+
+/**
+ * The settings for a start: those stored in the data dir (created with fresh secrets at the first
+ * start), with the flags given applied over them. Not written here.
+ */
+export async function resolveSettings(
+  dataDir: string,
+  flags: SettingsFlags,
+): Promise<{ settings: PlatformSettings; created: boolean }> {
+  validateFlags(flags);
+  const stored = await readSettings(dataDir);
+  if (!stored) {
+    return {
+      created: true,
+      settings: {
+        name: flags.name ?? DEFAULT_NAME,
+        domain: flags.domain ?? DEFAULT_DOMAIN,
+        port: flags.port ?? DEFAULT_PORT,
+        secrets: generateSecrets(),
+        external: {},
+      },
+    };
+  }
+  if (flags.name !== undefined && flags.name !== stored.name) {
+    throw new DivioError(`the data directory ${dataDir} belongs to the platform "${stored.name}", not "${flags.name}"`, {
+      exitCode: ExitCode.invalidInput,
+      hint: 'Leave out --name to start that platform, or give another --data-dir for a new one.',
+    });
+  }
+  return {
+    created: false,
+    settings: { ...stored, domain: flags.domain ?? stored.domain, port: flags.port ?? stored.port },
+  };
+}
+
+// ---- the remembered data directory -------------------------------------------------------------
+
+const rememberedSchema = z.object({ dataDir: z.string() });
+
+function rememberedPath(env: NodeJS.ProcessEnv): string {
+  return join(userConfigDir(env), 'platform.json');
+}
+
+export async function rememberDataDir(dataDir: string, env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  await writeFileAtomic(rememberedPath(env), JSON.stringify({ dataDir: resolve(dataDir) }, null, 2) + '\n', 0o600);
+}
+
+export async function rememberedDataDir(env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {
+  try {
+    const parsed = rememberedSchema.safeParse(JSON.parse(await readFile(rememberedPath(env), 'utf8')));
+    return parsed.success ? parsed.data.dataDir : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The data dir to act on: the flag, else the one the last start used, else the default. */
+export async function chooseDataDir(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  if (flag) return resolve(flag);
+  return (await rememberedDataDir(env)) ?? defaultDataDir(env);
+}
+
+/** The data directory's own layout; every directory a service bind-mounts. */
+export function dataPaths(dataDir: string) {
+  return {
+    postgres: join(dataDir, 'postgres'),
+    media: join(dataDir, 'media'),
+    mediaKeys: join(dataDir, 'media-keys'),
+    registry: join(dataDir, 'registry'),
+    git: join(dataDir, 'git'),
+    router: join(dataDir, 'router'),
+    routerConfig: join(dataDir, 'router', 'nginx.conf'),
+    routerApps: join(dataDir, 'router', 'apps'),
+  };
+}
+
+export async function ensureDataDirs(dataDir: string): Promise<void> {
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  await chmod(dataDir, 0o700);
+  const paths = dataPaths(dataDir);
+  for (const dir of [paths.postgres, paths.media, paths.mediaKeys, paths.registry, paths.git, paths.router, paths.routerApps]) {
+    await mkdir(dir, { recursive: true });
+  }
+}

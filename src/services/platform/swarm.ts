@@ -1,0 +1,302 @@
+/**
+ * Docker Swarm plumbing for the platform, through dockerode: the swarm itself, the overlay
+ * network, secrets, services and their tasks.
+ */
+import type Docker from 'dockerode';
+import { docker } from '../../core/docker.js';
+import { DivioError, ExitCode } from '../../core/errors.js';
+import { LABEL_PLATFORM, LABEL_SECRET_KIND, LABEL_SPEC_HASH } from './specs.js';
+
+export type SwarmState = 'initialised' | 'existing';
+
+interface SwarmInfo {
+  LocalNodeState?: string;
+  ControlAvailable?: boolean;
+  Error?: string;
+  NodeAddr?: string;
+}
+
+export async function swarmInfo(): Promise<SwarmInfo> {
+  const info = (await docker().info()) as { Swarm?: SwarmInfo };
+  return info.Swarm ?? {};
+}
+
+/** Whether this engine is a swarm manager the platform can use; throws otherwise (unless `init`). */
+export async function ensureSwarm(options: { init: boolean }): Promise<SwarmState | 'none'> {
+  const swarm = await swarmInfo();
+  const state = swarm.LocalNodeState ?? 'inactive';
+  switch (state) {
+    case 'inactive':
+      if (!options.init) return 'none';
+      try {
+        await docker().swarmInit({ ListenAddr: '127.0.0.1:2377', AdvertiseAddr: '127.0.0.1' });
+      } catch (error) {
+        throw new DivioError(`could not initialise a Docker Swarm on this engine: ${(error as Error).message}`, {
+          exitCode: ExitCode.environment,
+          hint: 'Try `docker swarm init --advertise-addr 127.0.0.1` yourself and read its error; then run `divio platform start` again.',
+          cause: error,
+        });
+      }
+      return 'initialised';
+    case 'active':
+      if (!swarm.ControlAvailable) {
+        throw new DivioError('this Docker engine is a swarm worker: the platform is started from a manager', {
+          exitCode: ExitCode.environment,
+          hint: 'Run `divio platform start` on a manager node of this swarm (`docker node ls` there lists the nodes).',
+        });
+      }
+      return 'existing';
+    case 'locked':
+      throw new DivioError('the swarm on this engine is locked', {
+        exitCode: ExitCode.environment,
+        hint: 'Unlock it with `docker swarm unlock` (it asks for the unlock key), then run the command again.',
+      });
+    case 'pending':
+      throw new DivioError('this engine is still joining a swarm', {
+        exitCode: ExitCode.environment,
+        hint: 'Wait until `docker info` shows "Swarm: active" (or `docker swarm leave` to give up), then run the command again.',
+      });
+    default:
+      throw new DivioError(`the swarm on this engine is in the state "${state}"${swarm.Error ? `: ${swarm.Error}` : ''}`, {
+        exitCode: ExitCode.environment,
+        hint: 'Repair it (`docker info` shows the swarm state; `docker swarm leave --force` resets a single-node swarm), then run the command again.',
+      });
+  }
+}
+
+// ---- network ---------------------------------------------------------------------------------
+
+export async function ensureNetwork(name: string, platform: string): Promise<'created' | 'existing'> {
+  const existing = await docker().listNetworks({ filters: { name: [name] } });
+  const match = existing.find((n) => n.Name === name);
+  if (match) {
+    if (match.Driver !== 'overlay' || match.Scope !== 'swarm') {
+      throw new DivioError(`a Docker network named ${name} exists and is not a swarm overlay network`, {
+        exitCode: ExitCode.environment,
+        hint: `Remove it (\`docker network rm ${name}\`) or start the platform under another --name.`,
+      });
+    }
+    return 'existing';
+  }
+  await docker().createNetwork({
+    Name: name,
+    Driver: 'overlay',
+    Attachable: true,
+    CheckDuplicate: true,
+    Labels: { [LABEL_PLATFORM]: platform },
+  });
+  return 'created';
+}
+
+// ---- secrets ---------------------------------------------------------------------------------
+
+interface SecretSummary {
+  id: string;
+  name: string;
+  kind: string | undefined;
+}
+
+export async function listPlatformSecrets(platform: string): Promise<SecretSummary[]> {
+  const list = (await docker().listSecrets({ filters: { label: [`${LABEL_PLATFORM}=${platform}`] } })) as unknown as {
+    ID: string;
+    Spec?: { Name?: string; Labels?: Record<string, string> };
+  }[];
+  return list.map((s) => ({ id: s.ID, name: s.Spec?.Name ?? '', kind: s.Spec?.Labels?.[LABEL_SECRET_KIND] }));
+}
+
+/** A secret with this (content-addressed) name, created if missing. The content is never logged. */
+export async function ensureSecret(platform: string, name: string, kind: string, content: string): Promise<{ id: string; name: string }> {
+  const existing = (await listPlatformSecrets(platform)).find((s) => s.name === name);
+  if (existing) return { id: existing.id, name };
+  const created = (await docker().createSecret({
+    Name: name,
+    Labels: { [LABEL_PLATFORM]: platform, [LABEL_SECRET_KIND]: kind },
+    Data: Buffer.from(content, 'utf8').toString('base64'),
+  })) as { id?: string; ID?: string };
+  const id = created.id ?? created.ID;
+  if (!id) throw new Error(`the engine did not return an id for the secret ${name}`);
+  return { id, name };
+}
+
+/** Removes this platform's secrets of one kind except `keep`; a secret still in use stays (best effort). */
+export async function removeSupersededSecrets(platform: string, kind: string, keep: string): Promise<void> {
+  for (const secret of await listPlatformSecrets(platform)) {
+    if (secret.kind !== kind || secret.name === keep) continue;
+    try {
+      await docker().getSecret(secret.id).remove();
+    } catch {
+      // In use by a task that is still shutting down: the next start removes it.
+    }
+  }
+}
+
+// ---- services --------------------------------------------------------------------------------
+
+export async function findService(name: string): Promise<Docker.Service | undefined> {
+  const list = await docker().listServices({ filters: { name: [name] } });
+  return list.find((s) => s.Spec?.Name === name);
+}
+
+export async function platformServices(platform: string): Promise<Docker.Service[]> {
+  return docker().listServices({ filters: { label: [`${LABEL_PLATFORM}=${platform}`] } });
+}
+
+export function replicasOf(service: Docker.Service): number | undefined {
+  return service.Spec?.Mode?.Replicated?.Replicas;
+}
+
+export type ApplyAction = 'created' | 'updated' | 'scaled' | 'unchanged';
+
+/** Create the service, or update it when its spec hash or replica count differs. */
+export async function applyService(spec: Docker.ServiceSpec): Promise<ApplyAction> {
+  const existing = await findService(spec.Name!);
+  if (!existing) {
+    await docker().createService(spec as Docker.CreateServiceOptions);
+    return 'created';
+  }
+  const sameSpec = existing.Spec?.Labels?.[LABEL_SPEC_HASH] === spec.Labels?.[LABEL_SPEC_HASH];
+  const sameReplicas = replicasOf(existing) === spec.Mode?.Replicated?.Replicas;
+  if (sameSpec && sameReplicas) return 'unchanged';
+  await updateService(existing, spec);
+  return sameSpec ? 'scaled' : 'updated';
+}
+
+export async function updateService(existing: Docker.Service, spec: Docker.ServiceSpec): Promise<void> {
+  const service = docker().getService(existing.ID);
+  // `_query`/`_body`: the version goes into the query string, the spec into the body.
+  await service.update({ _query: { version: existing.Version?.Index }, _body: spec } as unknown as Record<string, unknown>);
+}
+
+/** Set a service's replica count (and labels), leaving the rest of its spec as it is. */
+export async function scaleService(existing: Docker.Service, replicas: number, labels?: Record<string, string | undefined>): Promise<void> {
+  const spec = structuredClone(existing.Spec ?? {}) as Docker.ServiceSpec;
+  spec.Mode = { Replicated: { Replicas: replicas } };
+  if (labels) {
+    const next = { ...(spec.Labels ?? {}) };
+    for (const [key, value] of Object.entries(labels)) {
+      if (value === undefined) delete next[key];
+      else next[key] = value;
+    }
+    spec.Labels = next;
+  }
+  await updateService(existing, spec);
+}
+
+// ---- tasks -----------------------------------------------------------------------------------
+
+export interface TaskSummary {
+  id: string;
+  state: string;
+  desiredState: string;
+  error?: string;
+  message?: string;
+  containerId?: string;
+  updatedAt: string;
+}
+
+const TERMINAL_STATES = new Set(['complete', 'shutdown', 'failed', 'rejected', 'orphaned', 'remove']);
+
+export function isTerminal(state: string): boolean {
+  return TERMINAL_STATES.has(state);
+}
+
+export async function serviceTasks(service: string): Promise<TaskSummary[]> {
+  const list = (await docker().listTasks({ filters: { service: [service] } })) as {
+    ID: string;
+    DesiredState?: string;
+    UpdatedAt?: string;
+    CreatedAt?: string;
+    Status?: { State?: string; Err?: string; Message?: string; ContainerStatus?: { ContainerID?: string } };
+  }[];
+  return list
+    .map((t) => ({
+      id: t.ID,
+      state: t.Status?.State ?? 'unknown',
+      desiredState: t.DesiredState ?? 'unknown',
+      error: t.Status?.Err || undefined,
+      message: t.Status?.Message || undefined,
+      containerId: t.Status?.ContainerStatus?.ContainerID || undefined,
+      updatedAt: t.UpdatedAt ?? t.CreatedAt ?? '',
+    }))
+    .sort((a, b) => (a.updatedAt < b.updatedAt ? 1 : a.updatedAt > b.updatedAt ? -1 : 0));
+}
+
+export function runningTasks(tasks: TaskSummary[]): TaskSummary[] {
+  return tasks.filter((t) => t.state === 'running' && t.desiredState === 'running');
+}
+
+/** The most telling problem among a service's tasks: the newest error, else the newest task's state. */
+export function taskProblem(tasks: TaskSummary[]): string | undefined {
+  const failed = tasks.find((t) => t.error);
+  if (failed) return `${failed.state}: ${failed.error}`;
+  const newest = tasks[0];
+  if (!newest) return 'no task has been scheduled';
+  return `${newest.state}${newest.message ? ` (${newest.message})` : ''}`;
+}
+
+/** Running containers of a service on this engine. */
+export async function serviceContainers(service: string): Promise<Docker.ContainerInfo[]> {
+  return docker().listContainers({ filters: { label: [`com.docker.swarm.service.name=${service}`] } });
+}
+
+/** The last lines a task's container wrote, for error messages. */
+export async function containerLogTail(containerId: string, lines = 20): Promise<string | undefined> {
+  try {
+    const buffer = (await docker().getContainer(containerId).logs({ stdout: true, stderr: true, tail: lines })) as unknown as Buffer;
+    const text = demux(buffer).trim();
+    return text || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function demux(buffer: Buffer): string {
+  const parts: Buffer[] = [];
+  let offset = 0;
+  while (offset + 8 <= buffer.length && (buffer[offset] === 1 || buffer[offset] === 2) && buffer[offset + 1] === 0) {
+    const size = buffer.readUInt32BE(offset + 4);
+    parts.push(buffer.subarray(offset + 8, offset + 8 + size));
+    offset += 8 + size;
+  }
+  return parts.length > 0 ? Buffer.concat(parts).toString('utf8') : buffer.toString('utf8');
+}
+
+/**
+ * Make the router read DATA/router/apps/*.conf again (`nginx -s reload` in each running task on
+ * this engine). For app routes written there; the main configuration changes restart the router.
+ */
+export async function reloadRouter(service: string): Promise<number> {
+  const containers = await serviceContainers(service);
+  for (const info of containers) {
+    const exec = await docker().getContainer(info.Id).exec({ Cmd: ['nginx', '-s', 'reload'], AttachStdout: true, AttachStderr: true });
+    const stream = await exec.start({});
+    await new Promise<void>((resolve) => {
+      stream.on('end', resolve);
+      stream.on('close', resolve);
+      stream.on('error', () => resolve());
+      stream.resume();
+    });
+    const result = await exec.inspect();
+    if (result.ExitCode !== 0) {
+      throw new DivioError(`the router rejected its configuration (nginx -s reload exited ${result.ExitCode})`, {
+        hint: `Check the files under the data directory's router/apps/ (\`docker exec ${info.Id.slice(0, 12)} nginx -t\` shows the error).`,
+      });
+    }
+  }
+  return containers.length;
+}
+
+export async function waitFor<T>(
+  what: string,
+  timeoutMs: number,
+  probe: () => Promise<T | undefined>,
+  intervalMs = 500,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() >= deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
