@@ -3,6 +3,7 @@
  * pure functions of the settings, checked without an engine (the router config also through
  * `nginx -t` when Docker answers).
  */
+import type Docker from 'dockerode';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -222,7 +223,7 @@ describe('service specs', () => {
 });
 
 describe('component state', () => {
-  const service = (replicas: number) => ({ ID: 'x', Spec: { Mode: { Replicated: { Replicas: replicas } } } });
+  const service = (replicas: number) => ({ ID: 'x', Spec: { Mode: { Replicated: { Replicas: replicas } } } }) as unknown as Docker.Service;
   const task = (state: string, desiredState = 'running', error?: string, updatedAt = new Date().toISOString()) => ({ id: state, state, desiredState, error, updatedAt });
 
   it('maps tasks to running, starting, stopped, failed and missing', () => {

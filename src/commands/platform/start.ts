@@ -15,7 +15,7 @@ export default class PlatformStart extends BaseCommand {
   ];
   static override flags = {
     'data-dir': Flags.string({
-      description: 'where the platform keeps its data (default: $XDG_DATA_HOME/divio/platform)',
+      description: 'where the platform keeps its data (default: the one the last start used, else $XDG_DATA_HOME/divio/platform)',
       helpValue: 'DIR',
     }),
     port: Flags.integer({ description: "the router's public port (default 8600; kept for later starts)", min: 1, max: 65535 }),

@@ -4,7 +4,6 @@
  * CLI in as the operator. Idempotent: a second start changes and restarts nothing.
  */
 import { readFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
 import { credentialsPath, normaliseEndpoint, saveCredentials } from '../../core/credentials.js';
 import { describeDockerHost, requireDocker } from '../../core/docker.js';
 import { DivioError, ExitCode } from '../../core/errors.js';
@@ -26,8 +25,8 @@ import {
 import { ensurePlatformImage, localImageId } from './image.js';
 import { renderRouterConfig, routerValues } from './router-config.js';
 import {
+  chooseDataDir,
   dataPaths,
-  defaultDataDir,
   ensureDataDirs,
   rememberDataDir,
   resolveSettings,
@@ -99,7 +98,8 @@ const POSTGRES_SECRET_KIND = 'postgres-password';
 export async function startPlatform(io: IO, options: StartOptions = {}): Promise<StartResult> {
   const env = options.env ?? process.env;
   await requireDocker(env);
-  const dataDir = resolve(options.dataDir ?? defaultDataDir(env));
+  // Without --data-dir: the platform this user started last, else the default place.
+  const dataDir = await chooseDataDir(options.dataDir, env);
   const resolved = await resolveSettings(dataDir, { name: options.name, domain: options.domain, port: options.port });
   let settings = resolved.settings;
   const { name } = settings;
@@ -125,7 +125,8 @@ export async function startPlatform(io: IO, options: StartOptions = {}): Promise
   await writeSettings(dataDir, settings);
   await rememberDataDir(dataDir, env);
   // Saved now, not after the wait: the API accepts this token whenever it comes up with this config.
-  if (newToken) await saveCredentials(endpoint, newToken, OPERATOR_NAME, env);
+  // A kept token is saved again too: it makes this platform the current endpoint.
+  await saveCredentials(endpoint, newToken ?? stored!, OPERATOR_NAME, env);
 
   const image = await ensurePlatformImage(io);
   const components = componentsOf(settings);

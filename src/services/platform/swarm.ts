@@ -162,24 +162,43 @@ export async function applyService(spec: Docker.ServiceSpec): Promise<ApplyActio
 }
 
 export async function updateService(existing: Docker.Service, spec: Docker.ServiceSpec): Promise<void> {
-  const service = docker().getService(existing.ID);
-  // `_query`/`_body`: the version goes into the query string, the spec into the body.
-  await service.update({ _query: { version: existing.Version?.Index }, _body: spec } as unknown as Record<string, unknown>);
+  await updateWithFreshVersion(existing.ID, () => spec);
+}
+
+/**
+ * Update a service from its current version. Swarm bumps a service's version on its own (update
+ * status changes), so a version read a moment ago may be stale: read again and retry when it is.
+ */
+async function updateWithFreshVersion(id: string, makeSpec: (current: Docker.Service) => Docker.ServiceSpec): Promise<void> {
+  const handle = docker().getService(id);
+  for (let attempt = 1; ; attempt++) {
+    const current = (await handle.inspect()) as Docker.Service;
+    try {
+      // `_query`/`_body`: the version goes into the query string, the spec into the body.
+      await handle.update({ _query: { version: current.Version?.Index }, _body: makeSpec(current) } as unknown as Record<string, unknown>);
+      return;
+    } catch (error) {
+      if (attempt >= 5 || !/out of sequence/i.test((error as Error).message)) throw error;
+      await new Promise((r) => setTimeout(r, 200 * attempt));
+    }
+  }
 }
 
 /** Set a service's replica count (and labels), leaving the rest of its spec as it is. */
 export async function scaleService(existing: Docker.Service, replicas: number, labels?: Record<string, string | undefined>): Promise<void> {
-  const spec = structuredClone(existing.Spec ?? {}) as Docker.ServiceSpec;
-  spec.Mode = { Replicated: { Replicas: replicas } };
-  if (labels) {
-    const next = { ...(spec.Labels ?? {}) };
-    for (const [key, value] of Object.entries(labels)) {
-      if (value === undefined) delete next[key];
-      else next[key] = value;
+  await updateWithFreshVersion(existing.ID, (current) => {
+    const spec = structuredClone(current.Spec ?? {}) as Docker.ServiceSpec;
+    spec.Mode = { Replicated: { Replicas: replicas } };
+    if (labels) {
+      const next = { ...(spec.Labels ?? {}) };
+      for (const [key, value] of Object.entries(labels)) {
+        if (value === undefined) delete next[key];
+        else next[key] = value;
+      }
+      spec.Labels = next;
     }
-    spec.Labels = next;
-  }
-  await updateService(existing, spec);
+    return spec;
+  });
 }
 
 // ---- tasks -----------------------------------------------------------------------------------
