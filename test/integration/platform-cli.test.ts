@@ -49,7 +49,11 @@ describeWithDocker('platform CLI', () => {
     const other = await createUser(endpoint, await operatorToken(), 'envuser');
     const who = json(await divio(['whoami', '--json'], { env: env({ DIVIO_TOKEN: other.token, DIVIO_ENDPOINT: endpoint }) }));
     expect(who).toMatchObject({ user: { name: other.name }, source: 'environment' });
-    const nowhere = await divio(['whoami'], { env: env({ DIVIO_ENDPOINT: 'http://127.0.0.1:9' }) });
+    // The stored token belongs to its own endpoint: it is never sent to another.
+    const elsewhere = await divio(['whoami'], { env: env({ DIVIO_ENDPOINT: 'http://127.0.0.1:9' }) });
+    expect(elsewhere.exitCode).not.toBe(0);
+    expect(elsewhere.stderr).toMatch(/not logged in/);
+    const nowhere = await divio(['whoami'], { env: env({ DIVIO_ENDPOINT: 'http://127.0.0.1:9', DIVIO_TOKEN: other.token }) });
     expect(nowhere.exitCode).not.toBe(0);
     expect(nowhere.stderr).toMatch(/Cannot reach the divio platform at http:\/\/127\.0\.0\.1:9/);
   });
