@@ -3,7 +3,8 @@
  * the authorization matrix over every route, input handling under fast-check, the OpenAPI
  * document, token revocation, and git over smart HTTP with good, bad and foreign tokens.
  */
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { docker } from '../../src/core/docker.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -119,6 +120,36 @@ describeWithDocker('platform API', () => {
     // Bob's app survived everything alice tried.
     expect((await request(endpoint, `/v1/apps/${bobApp}`, { token: bob.token })).status).toBe(200);
     expect(rows.length).toBe(apiRoutes.length);
+  });
+
+  it('each environment gets its own database, role and bucket on the platform; deleting the app removes them all', async () => {
+    const slug = await createApp(endpoint, alice.token, 'prov');
+    const app = (await request(endpoint, `/v1/apps/${slug}`, { token: alice.token })).body;
+    const [test, live] = app.environments;
+    expect(app.environments.map((e: { name: string }) => e.name)).toEqual(['test', 'live']);
+    expect(test.url).toBe(endpoint.replace('127.0.0.1', `test-${slug}.localhost`));
+    const { name, dataDir } = platform();
+    const [container] = await docker().listContainers({ filters: { label: [`com.docker.swarm.service.name=${name}-postgres`] } });
+    const sql = async (query: string) =>
+      (await execa('docker', ['exec', container!.Id, 'psql', '-U', 'postgres', '-Atc', query])).stdout.trim();
+    const inList = (xs: string[]) => xs.map((x) => `'${x}'`).join(',');
+    const dbs = [test.database.name, live.database.name];
+    expect(await sql(`SELECT count(*) FROM pg_database WHERE datname IN (${inList(dbs)})`)).toBe('2');
+    expect(await sql(`SELECT count(*) FROM pg_roles WHERE rolname IN (${inList(dbs)}) AND NOT rolsuper`)).toBe('2');
+    // Neither environment's role may even connect to the other's database, nor to the platform's own.
+    expect(await sql(`SELECT has_database_privilege('${test.database.role}', '${live.database.name}', 'CONNECT')`)).toBe('f');
+    expect(await sql(`SELECT has_database_privilege('${live.database.role}', '${test.database.name}', 'CONNECT')`)).toBe('f');
+    expect(await sql(`SELECT has_database_privilege('${test.database.role}', '${test.database.name}', 'CONNECT')`)).toBe('t');
+    expect(await sql(`SELECT has_database_privilege('${test.database.role}', 'divio_platform', 'CONNECT')`)).toBe('f');
+    for (const env of [test, live]) expect(existsSync(join(dataDir, 'media', env.media.bucket)), env.media.bucket).toBe(true);
+    expect(existsSync(join(dataDir, 'git', `${slug}.git`, 'HEAD'))).toBe(true);
+
+    expect((await request(endpoint, `/v1/apps/${slug}`, { method: 'DELETE', token: alice.token })).status).toBe(204);
+    expect(await sql(`SELECT count(*) FROM pg_database WHERE datname IN (${inList(dbs)})`)).toBe('0');
+    expect(await sql(`SELECT count(*) FROM pg_roles WHERE rolname IN (${inList(dbs)})`)).toBe('0');
+    for (const env of [test, live]) expect(existsSync(join(dataDir, 'media', env.media.bucket))).toBe(false);
+    expect(existsSync(join(dataDir, 'git', `${slug}.git`))).toBe(false);
+    expect((await request(endpoint, `/v1/apps/${slug}`, { token: alice.token })).status).toBe(404);
   });
 
   it('the operator may manage users; a read-only token may look but not change', async () => {
