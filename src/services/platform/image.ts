@@ -140,3 +140,20 @@ export async function ensurePlatformImage(io: IO, root = PACKAGE_ROOT): Promise<
   }
   return { tag, id: await localImageId(tag), built: true };
 }
+
+/**
+ * Remove earlier builds of the platform image, best effort: an image any container still uses
+ * (another platform, a task kept in Swarm's history) is refused by the engine and stays.
+ */
+export async function pruneOldPlatformImages(keepTag: string): Promise<void> {
+  const images = await docker().listImages({ filters: { label: ['divio.platform-image=1'] } });
+  for (const image of images) {
+    const tags = image.RepoTags ?? [];
+    if (tags.includes(keepTag)) continue;
+    if (!tags.some((t) => t.startsWith(`${PLATFORM_IMAGE_REPOSITORY}:`))) continue;
+    await docker()
+      .getImage(image.Id)
+      .remove()
+      .catch(() => {});
+  }
+}

@@ -22,7 +22,7 @@ import {
   serviceName,
   shortHash,
 } from './config.js';
-import { ensurePlatformImage, localImageId } from './image.js';
+import { ensurePlatformImage, localImageId, pruneOldPlatformImages } from './image.js';
 import { renderRouterConfig, routerValues } from './router-config.js';
 import {
   chooseDataDir,
@@ -172,6 +172,7 @@ export async function startPlatform(io: IO, options: StartOptions = {}): Promise
   await restoreStoppedServices(name);
   await removeSupersededSecrets(name, CONFIG_SECRET_KIND, applied.configSecret.name);
   if (applied.postgresSecret) await removeSupersededSecrets(name, POSTGRES_SECRET_KIND, applied.postgresSecret.name);
+  if (image.built) await pruneOldPlatformImages(image.tag);
 
   return {
     name,

@@ -1,6 +1,6 @@
 /**
- * `divio platform stop`: scale every service of the platform to 0 — apps first, the router and API
- * next, the stateful parts last — and wait until their containers are gone. Services, network,
+ * `divio platform stop`: scale every service of the platform to 0 — apps, the router and the API
+ * first, the stateful parts (database, media, registry) last — and wait until their containers are gone. Services, network,
  * secrets and the data directory stay, so the next start brings everything back.
  */
 import type Docker from 'dockerode';
@@ -20,8 +20,15 @@ export interface StopResult {
   alreadyStopped: boolean;
 }
 
-/** Stop order, in waves: each wave is gone before the next begins. */
-const WAVES: (Component | 'apps')[][] = [['apps'], ['router', 'api'], ['s3', 'registry'], ['postgres']];
+/**
+ * Stop order, in waves: each wave is gone before the next begins. Whatever uses the stateful parts
+ * (apps, the API, the router in front of them) first; the parts that hold data last, when nothing
+ * writes to them any more.
+ */
+const WAVES: (Component | 'apps')[][] = [
+  ['apps', 'router', 'api'],
+  ['s3', 'registry', 'postgres'],
+];
 
 const DEFAULT_TIMEOUT_MS = 180_000;
 /** Task states in which a container may exist. */

@@ -250,7 +250,7 @@ export function taskProblem(tasks: TaskSummary[]): string | undefined {
   if (failed) return `${failed.state}: ${failed.error}`;
   const newest = tasks[0];
   if (!newest) return 'no task has been scheduled';
-  return `${newest.state}${newest.message ? ` (${newest.message})` : ''}`;
+  return `${newest.state}${newest.message && newest.message !== newest.state ? ` (${newest.message})` : ''}`;
 }
 
 /** Running containers of a service on this engine. */
