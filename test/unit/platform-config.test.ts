@@ -223,8 +223,16 @@ describe('service specs', () => {
 });
 
 describe('component state', () => {
-  const service = (replicas: number) => ({ ID: 'x', Spec: { Mode: { Replicated: { Replicas: replicas } } } }) as unknown as Docker.Service;
-  const task = (state: string, desiredState = 'running', error?: string, updatedAt = new Date().toISOString()) => ({ id: state, state, desiredState, error, updatedAt });
+  const service = (replicas: number, image = 'new') =>
+    ({ ID: 'x', Spec: { Mode: { Replicated: { Replicas: replicas } }, TaskTemplate: { ContainerSpec: { Image: image } } } }) as unknown as Docker.Service;
+  const task = (state: string, desiredState = 'running', error?: string, image = 'new') => ({
+    id: state,
+    state,
+    desiredState,
+    error,
+    updatedAt: new Date().toISOString(),
+    containerSpec: JSON.stringify({ Image: image }),
+  });
 
   it('maps tasks to running, starting, stopped, failed and missing', () => {
     expect(componentState(undefined, [])).toEqual({ state: 'missing', replicas: '0/0' });
@@ -233,6 +241,13 @@ describe('component state', () => {
     expect(componentState(service(1), [task('starting')]).state).toBe('starting');
     const failed = componentState(service(1), [task('failed', 'shutdown', 'task: non-zero exit (1)'), task('failed', 'shutdown', 'task: non-zero exit (1)')]);
     expect(failed).toMatchObject({ state: 'failed', replicas: '0/1', detail: 'failed: task: non-zero exit (1)' });
+  });
+
+  it('while an update rolls out, a task of the old spec does not count for start', () => {
+    const old = [task('running', 'running', undefined, 'old')];
+    expect(componentState(service(1), old).state).toBe('running');
+    expect(componentState(service(1), old, { currentOnly: true }).state).toBe('starting');
+    expect(componentState(service(1), [task('running')], { currentOnly: true }).state).toBe('running');
   });
 
   it('sums up the platform', () => {

@@ -57,6 +57,11 @@ export interface SpecContext {
   postgresSecret?: SecretRef;
   /** Digest of DATA/router/nginx.conf: a new config means a new router task. */
   routerConfigHash: string;
+  /**
+   * The swarm node that ran `start`: the data directory and the platform image are on it, so every
+   * task is placed there (with several managers, `node.role==manager` alone could pick another).
+   */
+  nodeId?: string;
 }
 
 export interface ComponentSpec {
@@ -88,7 +93,7 @@ function baseSpec(ctx: SpecContext, component: Component, container: Docker.Cont
       ContainerSpec: { ...container, Labels: { ...labels } },
       RestartPolicy: { Condition: 'any', Delay: 2 * SECOND, MaxAttempts: 0 },
       // Data lives in bind mounts on the host that ran `platform start`: a manager.
-      Placement: { Constraints: ['node.role==manager'] },
+      Placement: { Constraints: ['node.role==manager', ...(ctx.nodeId ? [`node.id==${ctx.nodeId}`] : [])] },
       Networks: [{ Target: networkName(name), Aliases: [component] }],
     },
     Mode: { Replicated: { Replicas: 1 } },
@@ -205,8 +210,9 @@ export function componentSpec(ctx: SpecContext, component: Component): Component
             // Debian-packaged nginx images ship a default site there that would claim port 80 too.
             { Type: 'tmpfs', Source: '', Target: '/etc/nginx/sites-enabled', TmpfsOptions: { SizeBytes: 1024 * 1024, Mode: 0o755 } },
           ],
-          // Not read by nginx: makes a new configuration a new spec, so the router restarts with it.
-          Env: [`DIVIO_ROUTER_CONFIG_HASH=${ctx.routerConfigHash}`],
+          // Not read by nginx: a new configuration or port makes a new container spec, so the router's
+          // task is replaced (Swarm restarts tasks on container spec changes, not on endpoint changes).
+          Env: [`DIVIO_ROUTER_CONFIG_HASH=${ctx.routerConfigHash}`, `DIVIO_ROUTER_PORT=${ctx.settings.port}`],
           StopGracePeriod: 10 * SECOND,
         },
         {

@@ -55,8 +55,11 @@ import {
   scaleService,
   serviceTasks,
   type ApplyAction,
+  type ApplyResult,
+  failedUpdate,
   type SwarmState,
   ensureSwarm,
+  swarmInfo,
 } from './swarm.js';
 
 export interface StartOptions {
@@ -156,8 +159,9 @@ export async function startPlatform(io: IO, options: StartOptions = {}): Promise
       await writeFileAtomic(routerConfigPath, routerConfig, 0o644);
     }
 
-    const specs = platformSpecs({ settings, dataDir, images, configSecret, postgresSecret, routerConfigHash: shortHash(routerConfig) });
-    const actions = new Map<Component, ApplyAction>();
+    const nodeId = (await swarmInfo()).NodeID || undefined;
+    const specs = platformSpecs({ settings, dataDir, images, configSecret, postgresSecret, routerConfigHash: shortHash(routerConfig), nodeId });
+    const actions = new Map<Component, ApplyResult>();
     for (const { component, spec } of specs) {
       task.update(serviceName(name, component));
       actions.set(component, await applyService(spec));
@@ -166,7 +170,7 @@ export async function startPlatform(io: IO, options: StartOptions = {}): Promise
   });
 
   const ready = await io.task('Waiting for every component to answer', (task) =>
-    waitUntilReady(settings, components, options.timeoutMs ?? DEFAULT_TIMEOUT_MS, task),
+    waitUntilReady(settings, components, applied.actions, options.timeoutMs ?? DEFAULT_TIMEOUT_MS, task),
   );
 
   await restoreStoppedServices(name);
@@ -188,7 +192,7 @@ export async function startPlatform(io: IO, options: StartOptions = {}): Promise
       service: serviceName(name, component),
       state: 'running',
       replicas: ready.replicas.get(component) ?? '1/1',
-      action: applied.actions.get(component) ?? 'unchanged',
+      action: applied.actions.get(component)?.action ?? 'unchanged',
     })),
   };
 }
@@ -245,7 +249,13 @@ interface Probe {
 /** Failed tasks of one component (counted once all before it run) that mean it will not come up. */
 const FAILED_TASKS_LIMIT = 4;
 
-async function waitUntilReady(settings: PlatformSettings, components: Component[], timeoutMs: number, task: Task): Promise<Ready> {
+async function waitUntilReady(
+  settings: PlatformSettings,
+  components: Component[],
+  applied: Map<Component, ApplyResult>,
+  timeoutMs: number,
+  task: Task,
+): Promise<Ready> {
   const deadline = Date.now() + timeoutMs;
   /** When everything before a component was first seen running: its failures count from then on. */
   const countFrom = new Map<Component, number>();
@@ -260,9 +270,14 @@ async function waitUntilReady(settings: PlatformSettings, components: Component[
       const service = serviceName(settings.name, component);
       const existing = await findService(service);
       const tasks = existing ? await serviceTasks(service) : [];
-      const state = componentState(existing, tasks);
+      const state = componentState(existing, tasks, { currentOnly: true });
       replicas.set(component, state.replicas);
       if (!countFrom.has(component) && allRunning) countFrom.set(component, Math.max(started, Date.now() - 1000));
+      const update = applied.get(component);
+      const failure = existing && update?.action === 'updated' ? failedUpdate(existing, update.previousUpdate ?? null) : undefined;
+      if (failure) {
+        throw await notReady(settings, { component, problem: failure, containerId: tasks.find((t) => t.containerId)?.containerId }, 'its update failed');
+      }
       if (state.state === 'running') continue;
       if (allRunning) {
         allRunning = false;

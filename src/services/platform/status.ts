@@ -9,7 +9,17 @@ import { probeHttp } from '../../core/http-probe.js';
 import { platformEndpoint, serviceName } from './config.js';
 import { chooseDataDir, readSettings, type PlatformSettings } from './settings.js';
 import { componentsOf, type Component } from './specs.js';
-import { ensureSwarm, findService, isTerminal, replicasOf, runningTasks, serviceTasks, taskProblem, type TaskSummary } from './swarm.js';
+import {
+  currentContainerSpec,
+  ensureSwarm,
+  findService,
+  isTerminal,
+  replicasOf,
+  runningTasks,
+  serviceTasks,
+  taskProblem,
+  type TaskSummary,
+} from './swarm.js';
 
 export type ComponentState = 'running' | 'starting' | 'stopped' | 'failed' | 'missing';
 export type PlatformState = 'running' | 'stopped' | 'partial' | 'absent';
@@ -40,15 +50,25 @@ export interface PlatformStatus {
 
 const FAILED_WINDOW_MS = 120_000;
 
-export function componentState(service: Docker.Service | undefined, tasks: TaskSummary[], now = Date.now()): { state: ComponentState; replicas: string; detail?: string } {
+/**
+ * A component's state from its service and tasks. With `currentOnly`, a running task counts only
+ * when it runs the service's current container spec (start waits for updates to roll out).
+ */
+export function componentState(
+  service: Docker.Service | undefined,
+  tasks: TaskSummary[],
+  options: { now?: number; currentOnly?: boolean } = {},
+): { state: ComponentState; replicas: string; detail?: string } {
   if (!service) return { state: 'missing', replicas: '0/0' };
+  const now = options.now ?? Date.now();
   const desired = replicasOf(service) ?? 0;
-  const running = runningTasks(tasks).length;
+  const current = currentContainerSpec(service);
+  const running = runningTasks(tasks).filter((t) => !options.currentOnly || t.containerSpec === current).length;
   const replicas = `${running}/${desired}`;
   if (desired === 0) return { state: 'stopped', replicas };
   if (running >= desired) return { state: 'running', replicas };
-  const current = tasks.filter((t) => t.desiredState === 'running');
-  const newest = current[0] ?? tasks[0];
+  const wanted = tasks.filter((t) => t.desiredState === 'running');
+  const newest = wanted[0] ?? tasks[0];
   const recentFailures = tasks.filter(
     (t) => (t.state === 'failed' || t.state === 'rejected') && now - Date.parse(t.updatedAt) < FAILED_WINDOW_MS,
   ).length;

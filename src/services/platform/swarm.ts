@@ -10,6 +10,7 @@ import { LABEL_PLATFORM, LABEL_SECRET_KIND, LABEL_SPEC_HASH } from './specs.js';
 export type SwarmState = 'initialised' | 'existing';
 
 interface SwarmInfo {
+  NodeID?: string;
   LocalNodeState?: string;
   ControlAvailable?: boolean;
   Error?: string;
@@ -147,18 +148,32 @@ export function replicasOf(service: Docker.Service): number | undefined {
 
 export type ApplyAction = 'created' | 'updated' | 'scaled' | 'unchanged';
 
+export interface ApplyResult {
+  action: ApplyAction;
+  /** For 'updated': when the service's previous update started (or null), to tell a failure of this one. */
+  previousUpdate?: string | null;
+}
+
 /** Create the service, or update it when its spec hash or replica count differs. */
-export async function applyService(spec: Docker.ServiceSpec): Promise<ApplyAction> {
+export async function applyService(spec: Docker.ServiceSpec): Promise<ApplyResult> {
   const existing = await findService(spec.Name!);
   if (!existing) {
     await docker().createService(spec as Docker.CreateServiceOptions);
-    return 'created';
+    return { action: 'created' };
   }
   const sameSpec = existing.Spec?.Labels?.[LABEL_SPEC_HASH] === spec.Labels?.[LABEL_SPEC_HASH];
   const sameReplicas = replicasOf(existing) === spec.Mode?.Replicated?.Replicas;
-  if (sameSpec && sameReplicas) return 'unchanged';
+  if (sameSpec && sameReplicas) return { action: 'unchanged' };
   await updateService(existing, spec);
-  return sameSpec ? 'scaled' : 'updated';
+  return sameSpec ? { action: 'scaled' } : { action: 'updated', previousUpdate: existing.UpdateStatus?.StartedAt ?? null };
+}
+
+/** A rolling update that started after `previousUpdate` and was paused or rolled back: Swarm's message. */
+export function failedUpdate(service: Docker.Service, previousUpdate: string | null): string | undefined {
+  const status = service.UpdateStatus;
+  if (!status?.State || (status.StartedAt ?? null) === previousUpdate) return undefined;
+  if (status.State === 'completed' || status.State === 'updating' || status.State === 'rollback_started') return undefined;
+  return `${status.State}${status.Message ? `: ${status.Message}` : ''}`;
 }
 
 export async function updateService(existing: Docker.Service, spec: Docker.ServiceSpec): Promise<void> {
@@ -211,6 +226,8 @@ export interface TaskSummary {
   message?: string;
   containerId?: string;
   updatedAt: string;
+  /** The task's ContainerSpec as JSON: equal to the service's when the task runs the current spec. */
+  containerSpec: string;
 }
 
 const TERMINAL_STATES = new Set(['complete', 'shutdown', 'failed', 'rejected', 'orphaned', 'remove']);
@@ -226,6 +243,7 @@ export async function serviceTasks(service: string): Promise<TaskSummary[]> {
     UpdatedAt?: string;
     CreatedAt?: string;
     Status?: { State?: string; Err?: string; Message?: string; ContainerStatus?: { ContainerID?: string } };
+    Spec?: { ContainerSpec?: unknown };
   }[];
   return list
     .map((t) => ({
@@ -236,12 +254,19 @@ export async function serviceTasks(service: string): Promise<TaskSummary[]> {
       message: t.Status?.Message || undefined,
       containerId: t.Status?.ContainerStatus?.ContainerID || undefined,
       updatedAt: t.UpdatedAt ?? t.CreatedAt ?? '',
+      containerSpec: JSON.stringify(t.Spec?.ContainerSpec ?? null),
     }))
     .sort((a, b) => (a.updatedAt < b.updatedAt ? 1 : a.updatedAt > b.updatedAt ? -1 : 0));
 }
 
 export function runningTasks(tasks: TaskSummary[]): TaskSummary[] {
   return tasks.filter((t) => t.state === 'running' && t.desiredState === 'running');
+}
+
+/** The service's ContainerSpec as JSON, to compare with its tasks' (see TaskSummary.containerSpec). */
+export function currentContainerSpec(service: Docker.Service): string {
+  const template = service.Spec?.TaskTemplate as { ContainerSpec?: unknown } | undefined;
+  return JSON.stringify(template?.ContainerSpec ?? null);
 }
 
 /** The most telling problem among a service's tasks: the newest error, else the newest task's state. */
