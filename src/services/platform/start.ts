@@ -176,7 +176,7 @@ export async function startPlatform(io: IO, options: StartOptions = {}): Promise
   await restoreStoppedServices(name);
   await removeSupersededSecrets(name, CONFIG_SECRET_KIND, applied.configSecret.name);
   if (applied.postgresSecret) await removeSupersededSecrets(name, POSTGRES_SECRET_KIND, applied.postgresSecret.name);
-  if (image.built) await pruneOldPlatformImages(image.tag);
+  await pruneOldPlatformImages(image.tag);
 
   return {
     name,
