@@ -5,7 +5,9 @@
  */
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
-import { readFile, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { execa } from 'execa';
 import { Agent, type AgentOptions } from 'node:http';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
@@ -100,8 +102,33 @@ describeWithDocker('platform lifecycle', () => {
     expect(me.body.user).toMatchObject({ name: 'operator', operator: true });
   });
 
-  it('stop keeps everything: after a start, users and media are back', async () => {
+  async function psql(query: string, database = 'postgres'): Promise<string> {
+    const [container] = await docker().listContainers({ filters: { label: [`com.docker.swarm.service.name=${platform().name}-postgres`] } });
+    if (!container) throw new Error('no running postgres task');
+    return (await execa('docker', ['exec', container.Id, 'psql', '-U', 'postgres', '-d', database, '-Atc', query])).stdout.trim();
+  }
+
+  it('stop keeps everything: after a start, users, apps, repositories, databases and media are back; half-made apps are removed', async () => {
     const name = `keepme-${Math.random().toString(36).slice(2, 8)}`;
+    // An app made the way users make them: scaffolded, registered, first commit pushed.
+    const parent = await mkdtemp(join(tmpdir(), 'divio-lifecycle-'));
+    const slug = `kept-${Math.random().toString(36).slice(2, 8)}`;
+    const operatorEnv = { DIVIO_CONFIG_DIR: platform().configDir };
+    const created = await divio(['project', 'create', slug, '--json'], { cwd: parent, env: operatorEnv });
+    expect(created.exitCode, created.stderr).toBe(0);
+    const commit = json(created).commit as string;
+    const app = (await api(`/v1/apps/${slug}`)).body;
+    const databases = app.environments.map((e: { database: { name: string } }) => e.database.name);
+    await psql(`CREATE TABLE kept (v text); INSERT INTO kept VALUES ('row')`, databases[0]);
+    // An app a crash left half-made: its row says provisioning, and one of its databases exists.
+    const half = `half-${Math.random().toString(36).slice(2, 8)}`;
+    await psql(`CREATE DATABASE ${half.replace('-', '_')}_test`);
+    await psql(
+      `WITH o AS (SELECT id FROM users WHERE name = 'operator'), a AS (INSERT INTO apps (slug, owner_id) SELECT '${half}', id FROM o RETURNING id)
+       INSERT INTO environments (app_id, name, branch, db_name, db_role, db_password, media_bucket)
+       SELECT id, 'test', 'main', '${half.replace('-', '_')}_test', '${half.replace('-', '_')}_test', 'x', '${half}-test' FROM a`,
+      'divio_platform',
+    );
     expect((await api('/v1/users', { method: 'POST', body: { name } })).status).toBe(201);
     const bucket = `lifecycle-${Math.random().toString(36).slice(2, 8)}`;
     const content = `kept across a restart ${Date.now()}`;
@@ -131,5 +158,21 @@ describeWithDocker('platform lifecycle', () => {
     expect(await object.Body!.transformToString()).toBe(content);
     after.destroy();
     expect(json(await cli(['status', '--json'])).state).toBe('running');
+
+    const listed = json(await divio(['project', 'list', '--json'], { env: operatorEnv }));
+    expect(listed.apps.map((a: { slug: string }) => a.slug)).toContain(slug);
+    expect(listed.apps.map((a: { slug: string }) => a.slug)).not.toContain(half);
+    expect(await psql(`SELECT count(*) FROM apps WHERE slug = '${half}'`, 'divio_platform')).toBe('0');
+    expect(await psql(`SELECT count(*) FROM pg_database WHERE datname = '${half.replace('-', '_')}_test'`)).toBe('0');
+    expect(await psql('SELECT v FROM kept', databases[0])).toBe('row');
+    expect(await psql(`SELECT count(*) FROM pg_database WHERE datname = '${databases[1]}'`)).toBe('1');
+    // The repository is back: plain git (through divio's credential helper) sees the first commit and takes a second.
+    const dir = join(parent, slug);
+    const gitEnv = { ...process.env, ...operatorEnv, GIT_TERMINAL_PROMPT: '0' };
+    expect((await execa('git', ['ls-remote', 'origin', 'refs/heads/main'], { cwd: dir, env: gitEnv })).stdout.split('\t')[0]).toBe(commit);
+    await execa('git', ['-c', 'user.name=t', '-c', 'user.email=t@x', 'commit', '--allow-empty', '-m', 'after restart'], { cwd: dir });
+    const pushed = await execa('git', ['push', 'origin', 'main'], { cwd: dir, env: gitEnv, reject: false });
+    expect(pushed.exitCode, pushed.stderr).toBe(0);
+    await rm(parent, { recursive: true, force: true });
   });
 });
