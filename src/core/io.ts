@@ -50,7 +50,10 @@ export function createIO(options: IOOptions = {}): IO {
   const stderr = options.stderr ?? process.stderr;
   const quiet = options.quiet ?? false;
   const color = new Chalk({ level: colorWanted(stderr, env) ? 1 : 0 });
-  const fancy = stderr.isTTY === true && !quiet && env.CI === undefined && env.TERM !== 'dumb';
+  // A terminal that reports 0 columns (e.g. `script` without a size) sends ora's line wrapping into
+  // an endless loop: treat it as no terminal.
+  const columns = (stderr as { columns?: number }).columns;
+  const fancy = stderr.isTTY === true && !quiet && env.CI === undefined && env.TERM !== 'dumb' && columns !== 0;
   const interactive = stdin.isTTY === true && stdout.isTTY === true && env.CI === undefined;
 
   const writeLine = (stream: Writable, line: string) => {
