@@ -41,12 +41,21 @@ describe('errors', () => {
     expect(result.stderr).toMatch(/config\.json is not valid: app: a slug/);
   });
 
-  it('login/logout/whoami exist and say there is no platform yet', async () => {
-    for (const cmd of ['login', 'logout', 'whoami']) {
-      const result = await divio([cmd]);
-      expect(result.exitCode).toBe(3);
-      expect(result.stderr).toMatch(/needs a divio platform/);
-    }
+  it('without credentials: whoami says to log in (exit 3), login without a terminal asks for --token (exit 2), logout is a no-op', async () => {
+    const config = await mkdtemp(join(tmpdir(), 'divio-nologin-'));
+    const env = { DIVIO_CONFIG_DIR: config, DIVIO_TOKEN: undefined, DIVIO_ENDPOINT: undefined };
+    const who = await divio(['whoami'], { env });
+    expect(who.exitCode).toBe(3);
+    expect(who.stderr).toMatch(/not logged in[\s\S]*divio login --endpoint URL/);
+    const login = await divio(['login', '--endpoint', 'http://127.0.0.1:9'], { env });
+    expect(login.exitCode).toBe(2);
+    expect(login.stderr).toMatch(/no terminal to ask[\s\S]*--token/);
+    const logout = await divio(['logout'], { env });
+    expect(logout.exitCode).toBe(0);
+    expect(logout.stdout).toMatch(/Not logged in/);
+    const listed = await divio(['project', 'list', '--json'], { env });
+    expect(listed.exitCode).toBe(3);
+    expect(json(listed).error.hint).toMatch(/divio login/);
   });
 
   it('the app topic is an alias of project', async () => {
