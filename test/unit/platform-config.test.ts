@@ -260,3 +260,19 @@ describe('component state', () => {
     expect(overallState([c('missing')], null)).toBe('absent');
   });
 });
+
+describe('swarm state', () => {
+  it('uses an active manager, initialises an inactive engine, and refuses workers, locked and pending swarms with what to do', async () => {
+    const { classifySwarm } = await import('../../src/services/platform/swarm.js');
+    expect(classifySwarm({ LocalNodeState: 'active', ControlAvailable: true })).toBe('existing');
+    expect(classifySwarm({ LocalNodeState: 'inactive' })).toBe('inactive');
+    expect(classifySwarm({})).toBe('inactive');
+    const worker = classifySwarm({ LocalNodeState: 'active', ControlAvailable: false });
+    expect(worker).toBeInstanceOf(Error);
+    expect((worker as Error).message).toMatch(/swarm worker/);
+    expect((worker as { hint?: string }).hint).toMatch(/manager node/);
+    expect((classifySwarm({ LocalNodeState: 'locked' }) as Error).message).toMatch(/locked/);
+    expect((classifySwarm({ LocalNodeState: 'pending' }) as Error).message).toMatch(/joining/);
+    expect((classifySwarm({ LocalNodeState: 'error', Error: 'boom' }) as Error).message).toMatch(/boom/);
+  });
+});

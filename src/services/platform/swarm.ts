@@ -22,47 +22,57 @@ export async function swarmInfo(): Promise<SwarmInfo> {
   return info.Swarm ?? {};
 }
 
-/** Whether this engine is a swarm manager the platform can use; throws otherwise (unless `init`). */
-export async function ensureSwarm(options: { init: boolean }): Promise<SwarmState | 'none'> {
-  const swarm = await swarmInfo();
+/**
+ * What the engine's swarm state means for the platform: usable as it is, to be initialised, or an
+ * error saying what to do. Kept free of I/O so every state is testable.
+ */
+export function classifySwarm(swarm: SwarmInfo): 'inactive' | 'existing' | DivioError {
   const state = swarm.LocalNodeState ?? 'inactive';
   switch (state) {
     case 'inactive':
-      if (!options.init) return 'none';
-      try {
-        await docker().swarmInit({ ListenAddr: '127.0.0.1:2377', AdvertiseAddr: '127.0.0.1' });
-      } catch (error) {
-        throw new DivioError(`could not initialise a Docker Swarm on this engine: ${(error as Error).message}`, {
-          exitCode: ExitCode.environment,
-          hint: 'Try `docker swarm init --advertise-addr 127.0.0.1` yourself and read its error; then run `divio platform start` again.',
-          cause: error,
-        });
-      }
-      return 'initialised';
+      return 'inactive';
     case 'active':
       if (!swarm.ControlAvailable) {
-        throw new DivioError('this Docker engine is a swarm worker: the platform is started from a manager', {
+        return new DivioError('this Docker engine is a swarm worker: the platform is started from a manager', {
           exitCode: ExitCode.environment,
           hint: 'Run `divio platform start` on a manager node of this swarm (`docker node ls` there lists the nodes).',
         });
       }
       return 'existing';
     case 'locked':
-      throw new DivioError('the swarm on this engine is locked', {
+      return new DivioError('the swarm on this engine is locked', {
         exitCode: ExitCode.environment,
         hint: 'Unlock it with `docker swarm unlock` (it asks for the unlock key), then run the command again.',
       });
     case 'pending':
-      throw new DivioError('this engine is still joining a swarm', {
+      return new DivioError('this engine is still joining a swarm', {
         exitCode: ExitCode.environment,
         hint: 'Wait until `docker info` shows "Swarm: active" (or `docker swarm leave` to give up), then run the command again.',
       });
     default:
-      throw new DivioError(`the swarm on this engine is in the state "${state}"${swarm.Error ? `: ${swarm.Error}` : ''}`, {
+      return new DivioError(`the swarm on this engine is in the state "${state}"${swarm.Error ? `: ${swarm.Error}` : ''}`, {
         exitCode: ExitCode.environment,
         hint: 'Repair it (`docker info` shows the swarm state; `docker swarm leave --force` resets a single-node swarm), then run the command again.',
       });
   }
+}
+
+/** Whether this engine is a swarm manager the platform can use; throws otherwise (unless `init`). */
+export async function ensureSwarm(options: { init: boolean }): Promise<SwarmState | 'none'> {
+  const decision = classifySwarm(await swarmInfo());
+  if (decision instanceof DivioError) throw decision;
+  if (decision === 'existing') return 'existing';
+  if (!options.init) return 'none';
+  try {
+    await docker().swarmInit({ ListenAddr: '127.0.0.1:2377', AdvertiseAddr: '127.0.0.1' });
+  } catch (error) {
+    throw new DivioError(`could not initialise a Docker Swarm on this engine: ${(error as Error).message}`, {
+      exitCode: ExitCode.environment,
+      hint: 'Try `docker swarm init --advertise-addr 127.0.0.1` yourself and read its error; then run `divio platform start` again.',
+      cause: error,
+    });
+  }
+  return 'initialised';
 }
 
 // ---- network ---------------------------------------------------------------------------------
