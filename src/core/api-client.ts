@@ -9,7 +9,7 @@ import { DivioError, ExitCode } from './errors.js';
 import { requireCredentials, type Credentials } from './credentials.js';
 
 type JsonSchemaOf<T> = T extends { content: { 'application/json': { schema: infer S extends z.ZodType } } } ? S : never;
-type SuccessStatus<R extends RouteConfig> = Extract<keyof R['responses'], 200 | 201 | 204>;
+type SuccessStatus<R extends RouteConfig> = Extract<keyof R['responses'], 200 | 201 | 202 | 204>;
 
 /** What a route's success answer holds (undefined for 204). */
 export type ResponseOf<R extends RouteConfig> = {
@@ -20,7 +20,7 @@ type ParamsOf<R extends RouteConfig> = R['request'] extends { params: infer P ex
 type BodyOf<R extends RouteConfig> = R['request'] extends { body: infer B } ? z.input<JsonSchemaOf<B>> : undefined;
 
 export type CallInput<R extends RouteConfig> = (ParamsOf<R> extends undefined ? { params?: undefined } : { params: ParamsOf<R> }) &
-  (BodyOf<R> extends undefined ? { body?: undefined } : { body: BodyOf<R> });
+  (BodyOf<R> extends undefined ? { body?: unknown } : { body: BodyOf<R> }) & { query?: Record<string, string> };
 
 /** The API answered with an error: status, the envelope's code and field. */
 export class ApiRequestError extends DivioError {
@@ -49,26 +49,10 @@ export class ApiClient {
   }
 
   async call<R extends RouteConfig>(route: R, input: CallInput<R> = {} as CallInput<R>): Promise<ResponseOf<R>> {
-    const url = this.endpoint.replace(/\/+$/, '') + fillPath(route.path, (input.params ?? {}) as Record<string, string>);
-    const headers: Record<string, string> = { accept: 'application/json' };
-    if (this.token) headers.authorization = `Bearer ${this.token}`;
-    if (input.body !== undefined) headers['content-type'] = 'application/json';
-    let response: Response;
-    try {
-      response = await this.fetchImpl(url, {
-        method: route.method.toUpperCase(),
-        headers,
-        body: input.body === undefined ? undefined : JSON.stringify(input.body),
-        signal: AbortSignal.timeout(120_000),
-      });
-    } catch (error) {
-      throw new DivioError(`Cannot reach the divio platform at ${this.endpoint}`, {
-        exitCode: ExitCode.environment,
-        hint: 'Check the endpoint and that the platform runs (`divio platform status` on its host).',
-        cause: error,
-      });
-    }
-    if (!response.ok) throw await toError(response, this.endpoint);
+    const response = await this.send(route, input, {
+      accept: 'application/json',
+      timeoutMs: 120_000,
+    });
     const schema = successSchema(route, response.status);
     if (!schema) return undefined as ResponseOf<R>;
     const parsed = schema.safeParse(await response.json().catch(() => undefined));
@@ -78,6 +62,43 @@ export class ApiClient {
       });
     }
     return parsed.data as ResponseOf<R>;
+  }
+
+  /** Ask a route whose answer is not JSON (a streamed log): the response, already checked for errors. */
+  async stream<R extends RouteConfig>(
+    route: R,
+    input: CallInput<R>,
+  ): Promise<Response> {
+    return this.send(route, input, { accept: 'text/plain', timeoutMs: undefined });
+  }
+
+  private async send<R extends RouteConfig>(
+    route: R,
+    input: CallInput<R>,
+    options: { accept: string; timeoutMs: number | undefined },
+  ): Promise<Response> {
+    const query = input.query ? `?${new URLSearchParams(input.query).toString()}` : '';
+    const url = this.endpoint.replace(/\/+$/, '') + fillPath(route.path, (input.params ?? {}) as Record<string, string>) + query;
+    const headers: Record<string, string> = { accept: options.accept };
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    if (input.body !== undefined) headers['content-type'] = 'application/json';
+    let response: Response;
+    try {
+      response = await this.fetchImpl(url, {
+        method: route.method.toUpperCase(),
+        headers,
+        body: input.body === undefined ? undefined : JSON.stringify(input.body),
+        signal: options.timeoutMs === undefined ? undefined : AbortSignal.timeout(options.timeoutMs),
+      });
+    } catch (error) {
+      throw new DivioError(`Cannot reach the divio platform at ${this.endpoint}`, {
+        exitCode: ExitCode.environment,
+        hint: 'Check the endpoint and that the platform runs (`divio platform status` on its host).',
+        cause: error,
+      });
+    }
+    if (!response.ok) throw await toError(response, this.endpoint);
+    return response;
   }
 }
 

@@ -37,7 +37,21 @@ export const runtimeConfigSchema = z.strictObject({
      */
     keysFile: z.string().optional(),
   }),
-  registry: z.strictObject({ address: z.string() }),
+  registry: z.strictObject({
+    /** How the Docker engine names the registry in image references (push and pull). */
+    address: z.string(),
+    /** How the API reaches the registry's HTTP API (to ask whether an image exists). */
+    url: z.url().optional(),
+  }),
+  /** Where app environments run and how they are routed (absent: deploying is not available). */
+  runtime: z
+    .strictObject({
+      network: z.string(),
+      routerService: z.string(),
+      /** Directory (inside the API's container) the router includes `*.conf` app routes from. */
+      routerAppsDir: z.string(),
+    })
+    .optional(),
   git: z.strictObject({ root: z.string() }),
   /** The operator the CLI that ran `platform start` logs in as; only the token's hash is here. */
   operator: z.strictObject({ name: z.string(), tokenId: z.string(), tokenHash: z.string() }),

@@ -90,6 +90,25 @@ describeWithDocker('platform API', () => {
         return { own: { method: m, path: `/v1/apps/${aliceApp}/environments`, expect: 200 }, foreign: { method: m, path: `/v1/apps/${bobApp}/environments`, expect: 404 } };
       case '/v1/apps/{slug}/environments/{env}':
         return { own: { method: m, path: `/v1/apps/${aliceApp}/environments/live`, expect: 200 }, foreign: { method: m, path: `/v1/apps/${bobApp}/environments/test`, expect: 404 } };
+      case '/v1/apps/{slug}/environments/{env}/deployments':
+        // Alice's app has nothing pushed: the deployment is accepted, then fails on its own.
+        return {
+          own: { method: m, path: `/v1/apps/${aliceApp}/environments/test/deployments`, body: {}, expect: 202 },
+          foreign: { method: m, path: `/v1/apps/${bobApp}/environments/test/deployments`, body: {}, expect: 404 },
+        };
+      case '/v1/apps/{slug}/deployments':
+        return { own: { method: m, path: `/v1/apps/${aliceApp}/deployments`, expect: 200 }, foreign: { method: m, path: `/v1/apps/${bobApp}/deployments`, expect: 404 } };
+      case '/v1/apps/{slug}/deployments/{id}':
+      case '/v1/apps/{slug}/deployments/{id}/log': {
+        const suffix = route.path.endsWith('/log') ? '/log' : '';
+        const listed = await request(endpoint, `/v1/apps/${aliceApp}/deployments`, { token: caller.token });
+        const id = listed.body.deployments[0].id as string;
+        return {
+          own: { method: m, path: `/v1/apps/${aliceApp}/deployments/${id}${suffix}`, expect: 200 },
+          // Bob cannot reach alice's deployment through his own app either.
+          foreign: { method: m, path: `/v1/apps/${bobApp}/deployments/${id}${suffix}`, expect: 404 },
+        };
+      }
       default:
         throw new Error(`the authorization matrix has no case for ${m} ${(route as { path: string }).path}: add one`);
     }
@@ -174,7 +193,7 @@ describeWithDocker('platform API', () => {
     expect((await request(endpoint, '/v1/me', { token })).status).toBe(401);
     const listed = await request(endpoint, '/v1/tokens', { token: alice.token });
     expect(listed.body.tokens.map((t: { id: string }) => t.id)).not.toContain(issued.body.info.id);
-    expect(JSON.stringify(listed.body)).not.toContain(token.split('_')[2]!);
+    expect(JSON.stringify(listed.body)).not.toContain(token.slice('dvt_'.length + 17));
   });
 
   it('bad input answers 400 naming the field; oversize bodies 413; unknown routes 404', async () => {

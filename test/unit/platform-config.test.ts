@@ -199,6 +199,7 @@ describe('service specs', () => {
     expect(container.Mounts.map((m) => `${m.Source}:${m.Target}`)).toEqual([
       '/data/platform/git:/data/git',
       '/data/platform/media-keys:/data/media-keys',
+      '/data/platform/router/apps:/data/router-apps',
       '/var/run/docker.sock:/var/run/docker.sock',
     ]);
     const postgres = specs.find((s) => s.component === 'postgres')!.spec;

@@ -11,6 +11,9 @@ import { S3MediaStorage } from './media-storage.js';
 import { migrate } from './migrations.js';
 import { buildServer } from './server.js';
 import { Store } from './store.js';
+import { docker } from '../../core/docker.js';
+import { DeploymentStore } from './deploy/deployment-store.js';
+import { DeployService } from './deploy/deploy-service.js';
 
 const log = (line: string) => console.log(`${new Date().toISOString()} ${line}`);
 
@@ -23,8 +26,11 @@ async function main(): Promise<void> {
   const cluster = new PostgresCluster(config.database.adminUrl, config.database.appHost, config.database.appPort);
   const git = new BareRepositories(config.git.root);
   const media = new S3MediaStorage(config.media);
-  const { app, apps } = buildServer({ store, cluster, git, media, config, log });
+  const deployments = new DeploymentStore(pool);
+  const deploy = new DeployService({ store, deployments, docker: docker(), config, gitRoot: config.git.root, log });
+  const { app, apps } = buildServer({ store, cluster, git, media, config, log, deploys: { service: deploy, store: deployments } });
   await apps.recover();
+  await deploy.recover();
 
   // No request timeout: a large push over a slow link may take longer than Node's default 300 s.
   const server = serve({ fetch: app.fetch, hostname: config.listen.host, port: config.listen.port, serverOptions: { requestTimeout: 0 } }, (info) =>

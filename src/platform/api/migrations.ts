@@ -52,6 +52,36 @@ const MIGRATIONS: readonly { id: number; name: string; sql: string }[] = [
       );
     `,
   },
+  {
+    id: 2,
+    name: 'deployments and their logs; per-environment secret key and replicas',
+    sql: `
+      -- Filled by the API from a CSPRNG the first time the environment is deployed.
+      ALTER TABLE environments ADD COLUMN secret_key text;
+      ALTER TABLE environments ADD COLUMN replicas int NOT NULL DEFAULT 1 CHECK (replicas BETWEEN 0 AND 20);
+      CREATE TABLE deployments (
+        id bigserial PRIMARY KEY,
+        environment_id bigint NOT NULL REFERENCES environments ON DELETE CASCADE,
+        kind text NOT NULL CHECK (kind IN ('deploy', 'rollback')),
+        state text NOT NULL CHECK (state IN ('queued', 'building', 'releasing', 'deploying', 'succeeded', 'failed')),
+        commit text,
+        image text,
+        reason text,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        finished_at timestamptz
+      );
+      -- One deployment at a time per environment: a second insert conflicts.
+      CREATE UNIQUE INDEX deployments_one_active ON deployments (environment_id)
+        WHERE state NOT IN ('succeeded', 'failed');
+      CREATE INDEX deployments_environment ON deployments (environment_id, id DESC);
+      CREATE TABLE deployment_log (
+        seq bigserial PRIMARY KEY,
+        deployment_id bigint NOT NULL REFERENCES deployments ON DELETE CASCADE,
+        line text NOT NULL
+      );
+      CREATE INDEX deployment_log_by_deployment ON deployment_log (deployment_id, seq);
+    `,
+  },
 ];
 
 const LOCK_KEY = 0x64697669; // "divi"

@@ -20,8 +20,13 @@ import { ApiError, conflict, notFound } from './errors.js';
 import { gitAccessFor, parseGitPath, serveGit } from './git/http-backend.js';
 import type { DatabaseCluster, GitHosting, MediaStorage } from './parts.js';
 import type { Store, TokenRow, UserRow } from './store.js';
+import type { DeployService } from './deploy/deploy-service.js';
+import { FINAL_STATES, renderDeployment, type DeploymentStore } from './deploy/deployment-store.js';
+import { createDeploymentBody } from '../../shared/api/schemas.js';
 
 export interface ServerDeps {
+  /** Absent on a platform without a runtime (and in tests of the API alone). */
+  deploys?: { service: DeployService; store: DeploymentStore };
   store: Store;
   cluster: DatabaseCluster;
   media: MediaStorage;
@@ -126,6 +131,90 @@ export function buildServer(deps: ServerDeps): { app: OpenAPIHono<ApiEnv>; apps:
     if (!found) throw notFound('Environment');
     return c.json(found, 200);
   });
+
+  const deploysOf = () => {
+    if (!deps.deploys) throw new ApiError(503, 'deploys_unavailable', 'This platform cannot deploy: it has no runtime');
+    return deps.deploys;
+  };
+
+  app.openapi(on(routes.createDeployment), async (c) => {
+    const { env } = c.req.valid('param');
+    // The body is optional: none at all means "the branch head".
+    const text = await c.req.text();
+    let body: unknown = {};
+    if (text.trim() !== '') {
+      try {
+        body = JSON.parse(text);
+      } catch {
+        throw new ApiError(400, 'invalid_input', 'body: not valid JSON', { field: 'body' });
+      }
+    }
+    const parsed = createDeploymentBody.safeParse(body);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const field = ['body', ...(issue?.path ?? [])].join('.');
+      throw new ApiError(400, 'invalid_input', `${field}: ${issue?.message ?? 'invalid'}`, { field });
+    }
+    const row = await deploysOf().service.start(await ownedApp(c), env, parsed.data.commit);
+    return c.json(renderDeployment(row), 202);
+  });
+
+  app.openapi(on(routes.listDeployments), async (c) => {
+    const { environment } = c.req.valid('query');
+    const rows = await deploysOf().store.forApp((await ownedApp(c)).id, environment);
+    return c.json({ deployments: rows.map(renderDeployment) }, 200);
+  });
+
+  app.openapi(on(routes.getDeployment), async (c) => {
+    return c.json(renderDeployment(await ownedDeployment(c)), 200);
+  });
+
+  app.openapi(on(routes.getDeploymentLog), async (c) => {
+    const deployment = await ownedDeployment(c);
+    const { follow } = c.req.valid('query');
+    const following = follow === '1' || follow === 'true';
+    const store = deploysOf().store;
+    const encoder = new TextEncoder();
+    let seq = '0';
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        for (;;) {
+          const lines = await store.logSince(deployment.id, seq);
+          if (lines.length > 0) {
+            seq = lines[lines.length - 1]!.seq;
+            controller.enqueue(encoder.encode(lines.map((l) => `${l.line}\n`).join('')));
+            return;
+          }
+          const current = following ? await store.get(deployment.id) : undefined;
+          if (!following || !current || FINAL_STATES.includes(current.state)) {
+            // One more read: lines written just before the state changed.
+            const last = await store.logSince(deployment.id, seq);
+            if (last.length > 0) {
+              seq = last[last.length - 1]!.seq;
+              controller.enqueue(encoder.encode(last.map((l) => `${l.line}\n`).join('')));
+              return;
+            }
+            controller.close();
+            return;
+          }
+          await new Promise((resolve) => setTimeout(resolve, 300));
+        }
+      },
+    });
+    // A stream, which the typed helpers do not model: the route documents it as text/plain.
+    return new Response(body, {
+      status: 200,
+      headers: { 'content-type': 'text/plain; charset=utf-8', 'x-divio-deployment-state': deployment.state, 'cache-control': 'no-store' },
+    }) as never;
+  });
+
+  async function ownedDeployment(c: Context<ApiEnv>) {
+    const app = await ownedApp(c);
+    const id = c.req.param('id');
+    const row = id ? await deploysOf().store.get(id) : undefined;
+    if (!row || row.app_slug !== app.slug) throw notFound('Deployment');
+    return row;
+  }
 
   async function ownedApp(c: Context<ApiEnv>) {
     const { user } = principalOf(c);

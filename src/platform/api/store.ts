@@ -41,6 +41,8 @@ export interface EnvironmentRow {
   media_prefix: string;
   media_access_key: string | null;
   media_secret_key: string | null;
+  secret_key: string | null;
+  replicas: number;
   created_at: Date;
 }
 
@@ -192,7 +194,7 @@ export class Store {
     ownerId: string,
     slug: string,
     boilerplate: string | null,
-    environments: Omit<EnvironmentRow, 'id' | 'app_id' | 'created_at'>[],
+    environments: Omit<EnvironmentRow, 'id' | 'app_id' | 'created_at' | 'secret_key' | 'replicas'>[],
   ): Promise<AppRow | undefined> {
     const client = await this.db.connect();
     try {

@@ -18,6 +18,7 @@ export const CONTAINER_PATHS = {
   media: '/data/media',
   mediaKeys: '/data/media-keys',
   mediaKeysFile: '/data/media-keys/keys.json',
+  routerApps: '/data/router-apps',
 } as const;
 export const API_PORT = 8080;
 export const S3_PORT = 4568;
@@ -85,7 +86,14 @@ export function buildRuntimeConfig(settings: PlatformSettings, version = package
     database,
     media,
     // The router forwards /v2/ to the registry: the engine pushes and pulls through the one public port.
-    registry: { address: external.registry?.address ?? `127.0.0.1:${port}` },
+    registry: external.registry
+      ? { address: external.registry.address, url: `https://${external.registry.address}` }
+      : { address: `127.0.0.1:${port}`, url: `http://${serviceName(name, 'registry')}:${REGISTRY_PORT}` },
+    runtime: {
+      network: networkName(name),
+      routerService: serviceName(name, 'router'),
+      routerAppsDir: CONTAINER_PATHS.routerApps,
+    },
     git: { root: CONTAINER_PATHS.git },
     operator: { name: OPERATOR_NAME, tokenId: settings.operator.tokenId, tokenHash: settings.operator.tokenHash },
   });

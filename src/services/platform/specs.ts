@@ -192,6 +192,8 @@ export function componentSpec(ctx: SpecContext, component: Component): Component
         Mounts: [
           bind(paths.git, CONTAINER_PATHS.git),
           bind(paths.mediaKeys, CONTAINER_PATHS.mediaKeys),
+          // The API writes app routes there; the router includes them.
+          bind(paths.routerApps, CONTAINER_PATHS.routerApps),
           // The builder and the runtime drive this engine.
           bind('/var/run/docker.sock', '/var/run/docker.sock'),
         ],

@@ -170,6 +170,57 @@ export const getEnvironment = define('read', {
   },
 });
 
+export const createDeployment = define('write', {
+  method: 'post',
+  path: '/v1/apps/{slug}/environments/{env}/deployments',
+  summary: "Deploy the environment's branch head (or a given commit): build once, release, roll out",
+  // The body is optional (`{}` or none); the handler validates it, since an absent body is not JSON.
+  request: { params: s.environmentParams },
+  responses: {
+    202: { description: 'Accepted; follow its log', content: json(s.deployment) },
+    400: errors[400],
+    401: errors[401],
+    403: errors[403],
+    404: errors[404],
+    409: { description: 'Another deployment of this environment is in progress', content: json(s.errorEnvelope) },
+    413: errors[413],
+  },
+});
+
+export const listDeployments = define('read', {
+  method: 'get',
+  path: '/v1/apps/{slug}/deployments',
+  summary: "An app's deployments, newest first",
+  request: { params: s.slugParams, query: s.deploymentListQuery },
+  responses: {
+    200: { description: 'Deployments', content: json(s.deploymentList) },
+    400: errors[400],
+    401: errors[401],
+    404: errors[404],
+  },
+});
+
+export const getDeployment = define('read', {
+  method: 'get',
+  path: '/v1/apps/{slug}/deployments/{id}',
+  summary: 'One deployment',
+  request: { params: s.deploymentParams },
+  responses: { 200: { description: 'The deployment', content: json(s.deployment) }, 400: errors[400], 401: errors[401], 404: errors[404] },
+});
+
+export const getDeploymentLog = define('read', {
+  method: 'get',
+  path: '/v1/apps/{slug}/deployments/{id}/log',
+  summary: "A deployment's build and release log as plain text; `follow=1` streams it until the deployment ends",
+  request: { params: s.deploymentParams, query: s.followQuery },
+  responses: {
+    200: { description: 'The log', content: { 'text/plain': { schema: s.z.string() } } },
+    400: errors[400],
+    401: errors[401],
+    404: errors[404],
+  },
+});
+
 /** The JSON routes, in the order the server registers them. */
 export const apiRoutes = [
   getHealth,
@@ -186,6 +237,10 @@ export const apiRoutes = [
   deleteApp,
   listEnvironments,
   getEnvironment,
+  createDeployment,
+  listDeployments,
+  getDeployment,
+  getDeploymentLog,
 ] as const;
 
 /**

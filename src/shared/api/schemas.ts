@@ -4,6 +4,8 @@
  * `.openapi()` metadata) so the same objects document themselves.
  */
 import { z } from '@hono/zod-openapi';
+
+export { z };
 import { SLUG_PATTERN } from '../project-config.js';
 
 export const slug = z
@@ -135,4 +137,52 @@ export const tokenParams = z.object({
     .string()
     .regex(/^[a-z0-9]{16}$/, 'must be a token id (16 lower-case letters and digits)')
     .openapi({ param: { name: 'id', in: 'path' } }),
+});
+
+export const commitSha = z.string().regex(/^[0-9a-f]{40}$/, 'must be a full commit id (40 hex characters)');
+
+export const DEPLOYMENT_STATES = ['queued', 'building', 'releasing', 'deploying', 'succeeded', 'failed'] as const;
+export const deploymentState = z.enum(DEPLOYMENT_STATES);
+export type DeploymentState = z.infer<typeof deploymentState>;
+
+export const deployment = z
+  .object({
+    id: z.string(),
+    app: slug,
+    environment: environmentName,
+    kind: z.enum(['deploy', 'rollback']),
+    state: deploymentState,
+    commit: commitSha.nullable(),
+    image: z.string().nullable(),
+    /** One line: why it failed (absent while running and on success). */
+    reason: z.string().nullable(),
+    createdAt: z.string().datetime(),
+    finishedAt: z.string().datetime().nullable(),
+  })
+  .openapi('Deployment');
+export type Deployment = z.infer<typeof deployment>;
+
+export const deploymentList = z.object({ deployments: z.array(deployment) }).openapi('DeploymentList');
+
+export const createDeploymentBody = z
+  .strictObject({
+    /** Deploy this commit instead of the environment's branch head. */
+    commit: commitSha.optional(),
+  })
+  .openapi('CreateDeploymentBody');
+
+export const deploymentParams = z.object({
+  slug: slug.openapi({ param: { name: 'slug', in: 'path' } }),
+  id: z
+    .string()
+    .regex(/^[1-9][0-9]{0,17}$/, 'must be a deployment id')
+    .openapi({ param: { name: 'id', in: 'path' } }),
+});
+
+export const deploymentListQuery = z.object({
+  environment: environmentName.optional().openapi({ param: { name: 'environment', in: 'query' } }),
+});
+
+export const followQuery = z.object({
+  follow: z.enum(['0', '1', 'true', 'false']).optional().openapi({ param: { name: 'follow', in: 'query' } }),
 });

@@ -1,0 +1,271 @@
+/**
+ * A deployment, start to finish: resolve the commit, build it once (or reuse the image), run the
+ * release command as a one-off job, roll the environment's Swarm service over to the new image,
+ * route ENV-SLUG.DOMAIN to it. Each step's output goes to the deployment's log as it happens; any
+ * failure ends the deployment with its reason while the previous release keeps serving.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type Docker from 'dockerode';
+import { execa } from 'execa';
+import { parseManifest } from '../../../shared/manifest-parse.js';
+import type { Manifest } from '../../../shared/manifest.js';
+import type { EnvironmentName } from '../../../shared/api/schemas.js';
+import type { RuntimeConfig } from '../../runtime-config.js';
+import { environmentUrl } from '../apps-service.js';
+import { ApiError } from '../errors.js';
+import type { AppRow, EnvironmentRow, Store } from '../store.js';
+import { BuildError, buildAppImage } from './builder.js';
+import { DeploymentStore, type DeploymentRow } from './deployment-store.js';
+import { deployEnvironment, environmentServiceName, environmentServiceSpec, runReleaseJob } from './runtime.js';
+import { reloadRouter } from '../../../services/platform/swarm.js';
+
+export interface DeployDeps {
+  store: Store;
+  deployments: DeploymentStore;
+  docker: Docker;
+  config: RuntimeConfig;
+  gitRoot: string;
+  log: (line: string) => void;
+}
+
+/** A failure with a one-line reason for the deployment record. */
+class DeployFailure extends Error {}
+
+export class DeployService {
+  constructor(private readonly deps: DeployDeps) {}
+
+  async start(app: AppRow, envName: EnvironmentName, commit: string | undefined): Promise<DeploymentRow> {
+    if (!this.deps.config.runtime) {
+      throw new ApiError(503, 'deploys_unavailable', 'This platform has no runtime configured, so it cannot deploy');
+    }
+    const [env] = (await this.deps.store.environments([app.id])).filter((e) => e.name === envName);
+    if (!env) throw new ApiError(404, 'not_found', `Environment ${envName} not found`);
+    const row = await this.deps.deployments.insert(env.id, 'deploy', commit ?? null);
+    if (!row) {
+      throw new ApiError(409, 'deployment_in_progress', `Another deployment of ${app.slug} ${envName} is in progress`, {
+        hint: 'Wait for it to finish (`divio project deployments`), then deploy again.',
+      });
+    }
+    void this.run(row, app, env).catch((error) => this.deps.log(`deployment ${row.id} crashed: ${(error as Error).stack}`));
+    return row;
+  }
+
+  /** At API start: deployments a restart interrupted are marked failed, never left "running". */
+  async recover(): Promise<void> {
+    for (const row of await this.deps.deployments.failInterrupted()) {
+      this.deps.log(`deployment ${row.id} (${row.app_slug} ${row.environment}) was interrupted by a restart: marked failed`);
+    }
+  }
+
+  private async run(row: DeploymentRow, app: AppRow, env: EnvironmentRow): Promise<void> {
+    const { deployments } = this.deps;
+    const log = new LogWriter(deployments, row.id);
+    try {
+      log.line(`Deploying ${app.slug} to ${env.name}`);
+      const commit = row.commit ?? (await this.branchHead(app.slug, env.branch));
+      log.line(`Commit ${commit} (${row.commit ? 'as requested' : `head of ${env.branch}`})`);
+      const manifest = await this.manifestAt(app.slug, commit);
+
+      await deployments.setState(row.id, 'building', { commit });
+      const image = await this.build(app.slug, commit, log);
+      await deployments.setState(row.id, 'releasing', { image });
+      const variables = await this.variables(app, env, manifest);
+      await this.release(app, env, image, manifest, variables, log);
+
+      await deployments.setState(row.id, 'deploying');
+      await this.rollOut(app, env, image, manifest, variables, log);
+      await this.route(app, env, manifest, log);
+      log.line(`Deployed: ${environmentUrl(this.deps.config.publicUrl, this.deps.config.domain, env.name, app.slug)}`);
+      await log.flush();
+      await deployments.setState(row.id, 'succeeded');
+    } catch (error) {
+      const reason = error instanceof DeployFailure || error instanceof BuildError ? reasonOf(error) : `internal error: ${(error as Error).message}`;
+      if (!(error instanceof DeployFailure || error instanceof BuildError)) this.deps.log(`deployment ${row.id}: ${(error as Error).stack}`);
+      log.line(`Deployment failed: ${reason}`);
+      log.line('The previous release (if any) keeps serving.');
+      await log.flush();
+      await deployments.setState(row.id, 'failed', { reason });
+    }
+  }
+
+  private repository(slug: string): string {
+    return join(this.deps.gitRoot, `${slug}.git`);
+  }
+
+  private async branchHead(slug: string, branch: string): Promise<string> {
+    const result = await execa('git', ['rev-parse', '--verify', '--quiet', `refs/heads/${branch}^{commit}`], {
+      cwd: this.repository(slug),
+      reject: false,
+    });
+    const sha = `${result.stdout}`.trim();
+    if (result.exitCode !== 0 || !/^[0-9a-f]{40}$/.test(sha)) {
+      throw new DeployFailure(`nothing has been pushed to the branch "${branch}" yet`);
+    }
+    return sha;
+  }
+
+  private async manifestAt(slug: string, commit: string): Promise<Manifest> {
+    const shown = await execa('git', ['show', `${commit}:divio.yaml`], { cwd: this.repository(slug), reject: false });
+    if (shown.exitCode !== 0) throw new DeployFailure(`there is no divio.yaml at ${commit.slice(0, 12)}`);
+    try {
+      return parseManifest(`${shown.stdout}`, 'divio.yaml');
+    } catch (error) {
+      throw new DeployFailure(`divio.yaml at ${commit.slice(0, 12)} is not valid: ${(error as Error).message}`);
+    }
+  }
+
+  private async build(slug: string, commit: string, log: LogWriter): Promise<string> {
+    const { config, docker } = this.deps;
+    if (!config.registry.url) throw new DeployFailure('the platform has no registry URL configured');
+    const result = await buildAppImage({
+      repositoryPath: this.repository(slug),
+      commit,
+      slug,
+      registryAddress: config.registry.address,
+      registryUrl: config.registry.url,
+      docker,
+      log: (line) => log.line(line),
+    });
+    return result.image;
+  }
+
+  /** What the app sees on the platform: the test/live column of SPEC's variables table. */
+  private async variables(app: AppRow, env: EnvironmentRow, manifest: Manifest): Promise<Record<string, string>> {
+    const { config, deployments } = this.deps;
+    const host = `${env.name}-${app.slug}.${config.domain}`;
+    const secretKey = await deployments.ensureSecretKey(env.id, randomBytes(32).toString('hex'));
+    const db = `postgres://${encodeURIComponent(env.db_role)}:${encodeURIComponent(env.db_password)}@${config.database.appHost}:${config.database.appPort}/${encodeURIComponent(env.db_name)}`;
+    return {
+      STAGE: env.name,
+      DEBUG: env.name === 'live' ? 'false' : 'true',
+      PORT: String(manifest.web.port),
+      DATABASE_URL: db,
+      DEFAULT_STORAGE_DSN: storageDsn(config.media, env),
+      SECRET_KEY: secretKey,
+      DOMAIN: host,
+      SITE_URL: environmentUrl(config.publicUrl, config.domain, env.name, app.slug),
+    };
+  }
+
+  private async release(app: AppRow, env: EnvironmentRow, image: string, manifest: Manifest, variables: Record<string, string>, log: LogWriter): Promise<void> {
+    const command = manifest.release?.command;
+    if (!command) {
+      log.line('No release command in divio.yaml');
+      return;
+    }
+    log.line(`Release command: ${command}`);
+    const outcome = await runReleaseJob(
+      this.deps.docker,
+      { platform: this.deps.config.name, slug: app.slug, env: env.name, image, command, variables, network: this.runtime().network },
+      { log: (line) => log.line(line), timeoutMs: 15 * 60_000 },
+    );
+    if (!outcome.ok) {
+      throw new DeployFailure(`the release command failed${outcome.exitCode !== null ? ` (exit ${outcome.exitCode})` : ''}${outcome.reason ? `: ${outcome.reason}` : ''}`);
+    }
+  }
+
+  private async rollOut(app: AppRow, env: EnvironmentRow, image: string, manifest: Manifest, variables: Record<string, string>, log: LogWriter): Promise<void> {
+    const spec = environmentServiceSpec({
+      platform: this.deps.config.name,
+      slug: app.slug,
+      env: env.name,
+      image,
+      replicas: env.replicas,
+      port: manifest.web.port,
+      healthPath: manifest.web.health_check,
+      variables,
+      network: this.runtime().network,
+      // test and live run divio.yaml's production command, as `project up --live-config` does locally.
+      command: ['sh', '-c', manifest.web.command],
+    });
+    log.line(`Rolling out ${image} (${env.replicas} replica${env.replicas === 1 ? '' : 's'}, start-first, health check ${manifest.web.health_check})`);
+    const outcome = await deployEnvironment(this.deps.docker, spec, { log: (line) => log.line(line), timeoutMs: 10 * 60_000 });
+    if (!outcome.ok) throw new DeployFailure(`the new release did not become healthy: ${outcome.reason ?? 'no reason given'}`);
+  }
+
+  private async route(app: AppRow, env: EnvironmentRow, manifest: Manifest, log: LogWriter): Promise<void> {
+    const runtime = this.runtime();
+    const host = `${env.name}-${app.slug}.${this.deps.config.domain}`;
+    const upstream = `${environmentServiceName(this.deps.config.name, app.slug, env.name)}:${manifest.web.port}`;
+    const file = join(runtime.routerAppsDir, `${env.name}-${app.slug}.conf`);
+    await mkdir(runtime.routerAppsDir, { recursive: true });
+    const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
+    await writeFile(tmp, routeConfig(host, upstream));
+    await rename(tmp, file);
+    await reloadRouter(runtime.routerService);
+    log.line(`Routing ${host} to ${upstream}`);
+  }
+
+  private runtime(): NonNullable<RuntimeConfig['runtime']> {
+    const runtime = this.deps.config.runtime;
+    if (!runtime) throw new DeployFailure('the platform has no runtime configured');
+    return runtime;
+  }
+}
+
+/** `s3://KEY:SECRET@BUCKET.HOST:PORT/PREFIX/?url=PUBLIC&region=R&scheme=http`: the boilerplates' storage DSN. */
+export function storageDsn(media: RuntimeConfig['media'], env: EnvironmentRow): string {
+  const endpoint = new URL(media.endpoint);
+  const key = encodeURIComponent(env.media_access_key ?? media.accessKeyId);
+  const secret = encodeURIComponent(env.media_secret_key ?? media.secretAccessKey);
+  const prefix = env.media_prefix ? `${env.media_prefix.replace(/^\/+|\/+$/g, '')}/` : '';
+  const publicBase = `${media.publicUrl.replace(/\/+$/, '')}/${env.media_bucket}/${prefix}`;
+  const query = new URLSearchParams({ url: publicBase, region: media.region, scheme: endpoint.protocol.replace(':', '') });
+  return `s3://${key}:${secret}@${env.media_bucket}.${endpoint.host}/${prefix}?${query.toString()}`;
+}
+
+/** One nginx server block; every value in it comes from validated names (slug, env, domain, service). */
+export function routeConfig(host: string, upstream: string): string {
+  return `# ${host}: written by the divio platform API on each deployment.
+server {
+    listen 80;
+    server_name ${host};
+    client_max_body_size 100m;
+    proxy_http_version 1.1;
+    proxy_set_header Host $http_host;
+    proxy_set_header X-Real-IP $remote_addr;
+    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    proxy_set_header X-Forwarded-Proto $scheme;
+    proxy_set_header Connection "";
+    # A task that is going away refuses connections: try the next address instead of failing.
+    proxy_next_upstream error timeout http_502;
+    proxy_connect_timeout 2s;
+    location / {
+        set $app ${upstream};
+        proxy_pass http://$app;
+    }
+}
+`;
+}
+
+function reasonOf(error: Error): string {
+  return error instanceof BuildError ? error.reason : error.message;
+}
+
+/** Buffers log lines and writes them in batches, so a chatty build is not a query per line. */
+class LogWriter {
+  private pending: string[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private writing: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly store: DeploymentStore,
+    private readonly id: string,
+  ) {}
+
+  line(text: string): void {
+    for (const part of text.split('\n')) this.pending.push(part.replace(/\r/g, ''));
+    this.timer ??= setTimeout(() => void this.flush(), 200);
+  }
+
+  async flush(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    const batch = this.pending;
+    this.pending = [];
+    this.writing = this.writing.then(() => this.store.appendLog(this.id, batch)).catch(() => undefined);
+    await this.writing;
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * Deploying to the shared test platform: the express boilerplate built once and rolled out to test
+ * and live (live reuses test's image), answering through the router with its stage; a failing
+ * release command fails the deployment and the previous release keeps serving; concurrent deploys
+ * of one environment are refused; live needs confirmation.
+ */
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { divio, json } from '../helpers/cli.js';
+import { describeWithDocker } from '../helpers/docker.js';
+import { operatorToken, usePlatform } from '../helpers/platform.js';
+import { createUser, request } from '../helpers/api.js';
+
+/** GET through the router with the environment's Host header (Node cannot resolve .localhost). */
+function viaRouter(port: number, host: string, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path, headers: { host: `${host}:${port}` } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describeWithDocker('deploys', () => {
+  const platform = usePlatform();
+  let parent: string;
+  let dir: string;
+  let env: Record<string, string>;
+  let token: string;
+  const slug = `dep-${Math.random().toString(36).slice(2, 8)}`;
+  const cli = (args: string[]) => divio(args, { cwd: dir, env, timeout: 900_000 });
+  const health = (stage: string) => viaRouter(platform().port, `${stage}-${slug}.localhost`, '/healthz');
+
+  beforeAll(async () => {
+    const user = await createUser(platform().endpoint, await operatorToken(), 'deployer');
+    token = user.token;
+    env = { DIVIO_ENDPOINT: platform().endpoint, DIVIO_TOKEN: user.token };
+    parent = await mkdtemp(join(tmpdir(), 'divio-deploy-'));
+    dir = join(parent, slug);
+    const created = await divio(['project', 'create', slug], { cwd: parent, env });
+    expect(created.exitCode, created.stderr).toBe(0);
+  });
+  afterAll(async () => {
+    if (parent) await rm(parent, { recursive: true, force: true });
+  });
+
+  it('deploys test: streams the build and release log, and /healthz through the router says test', async () => {
+    const before = await health('test');
+    expect(before.status).not.toBe(200);
+    const result = await cli(['project', 'deploy', 'test']);
+    expect(result.exitCode, result.stderr + result.stdout).toBe(0);
+    expect(result.stdout).toMatch(/Step 1\/\d+ : FROM node:20-bookworm-slim/);
+    expect(result.stdout).toMatch(/Release command: node migrate\.js/);
+    expect(result.stdout).toMatch(/migrate: applied/);
+    expect(result.stdout).toContain(`Deployed: http://test-${slug}.localhost:${platform().port}`);
+    const answer = await health('test');
+    expect(answer.status).toBe(200);
+    expect(JSON.parse(answer.body)).toMatchObject({ stage: 'test', database: 'ok' });
+  });
+
+  it('live needs confirmation; with --yes it reuses the very image test runs', async () => {
+    const refused = await cli(['project', 'deploy', 'live']);
+    expect(refused.exitCode).toBe(2);
+    expect(refused.stderr).toMatch(/needs confirmation[\s\S]*--yes/);
+    expect(json(await cli(['project', 'deployments', 'live', '--json'])).deployments).toEqual([]);
+
+    const result = await cli(['project', 'deploy', 'live', '--yes', '--json']);
+    expect(result.exitCode, result.stderr).toBe(0);
+    const live = json(result);
+    expect(live).toMatchObject({ environment: 'live', state: 'succeeded' });
+    expect(result.stderr).toMatch(/already built; reusing it/);
+    const [test] = json(await cli(['project', 'deployments', 'test', '--json'])).deployments;
+    expect(live.image).toBe(test.image);
+    expect(live.commit).toBe(test.commit);
+    expect(JSON.parse((await health('live')).body)).toMatchObject({ stage: 'live' });
+  });
+
+  it('a failing release command fails the deployment (non-zero exit, reason in the log) and the previous release keeps serving', async () => {
+    const manifestPath = join(dir, 'divio.yaml');
+    const manifest = await readFile(manifestPath, 'utf8');
+    await writeFile(manifestPath, manifest.replace(/command: node migrate\.js/, 'command: echo about to fail && exit 7'));
+    await execa('git', ['-c', 'user.name=t', '-c', 'user.email=t@x', 'commit', '-qam', 'a release that fails'], { cwd: dir });
+    const pushed = await execa('git', ['push', '-q', 'origin', 'main'], { cwd: dir, env: { ...process.env, ...env }, reject: false });
+    expect(pushed.exitCode, pushed.stderr).toBe(0);
+
+    const result = await cli(['project', 'deploy', 'test']);
+    expect(result.exitCode).not.toBe(0);
+    expect(result.stdout).toContain('about to fail');
+    expect(result.stderr).toMatch(/failed: the release command failed \(exit 7\)/);
+    expect(result.stderr).toMatch(/previous release keeps serving/);
+    const answer = await health('test');
+    expect(answer.status).toBe(200);
+    const [failed, previous] = json(await cli(['project', 'deployments', 'test', '--json'])).deployments;
+    expect(failed).toMatchObject({ state: 'failed', reason: expect.stringMatching(/exit 7/) });
+    expect(previous.state).toBe('succeeded');
+
+    const log = await cli(['project', 'deploy-log', failed.id]);
+    expect(log.stdout).toMatch(/Deployment failed: the release command failed/);
+  });
+
+  it('a second deploy of the same environment while one runs is refused, clearly', async () => {
+    const first = await request(platform().endpoint, `/v1/apps/${slug}/environments/test/deployments`, { method: 'POST', token, body: {} });
+    expect(first.status).toBe(202);
+    const second = await cli(['project', 'deploy', 'test']);
+    expect(second.exitCode).not.toBe(0);
+    expect(second.stderr).toMatch(/Another deployment of .* test is in progress/);
+    // Let the first one end before the file's other tests or teardown.
+    await cli(['project', 'deploy-log', first.body.id, '--follow']);
+  });
+});
