@@ -106,6 +106,33 @@ describeWithDocker('deploys', () => {
     expect(log.stdout).toMatch(/Deployment failed: the release command failed/);
   });
 
+  it('rollback serves the previous image again, health-checked', async () => {
+    // A second good release, so there is something to roll back from.
+    const manifestPath = join(dir, 'divio.yaml');
+    const manifest = await readFile(manifestPath, 'utf8');
+    await writeFile(manifestPath, manifest.replace(/command: echo about to fail && exit 7/, 'command: node migrate.js'));
+    await writeFile(join(dir, 'VERSION'), 'second\n');
+    await execa('git', ['-c', 'user.name=t', '-c', 'user.email=t@x', 'add', '-A'], { cwd: dir });
+    await execa('git', ['-c', 'user.name=t', '-c', 'user.email=t@x', 'commit', '-qm', 'second release'], { cwd: dir });
+    expect((await execa('git', ['push', '-q', 'origin', 'main'], { cwd: dir, env: { ...process.env, ...env }, reject: false })).exitCode).toBe(0);
+    const second = await cli(['project', 'deploy', 'test', '--json']);
+    expect(second.exitCode, second.stderr).toBe(0);
+    const secondImage = json(second).image;
+
+    const rolled = await cli(['project', 'rollback', 'test', '--json']);
+    expect(rolled.exitCode, rolled.stderr).toBe(0);
+    const result = json(rolled);
+    expect(result).toMatchObject({ kind: 'rollback', state: 'succeeded' });
+    expect(result.image).not.toBe(secondImage);
+    const first = json(await cli(['project', 'deployments', 'test', '--json'])).deployments.find(
+      (d: { kind: string; state: string; image: string }) => d.kind === 'deploy' && d.state === 'succeeded' && d.image !== secondImage,
+    );
+    expect(result.image).toBe(first.image);
+    expect((await health('test')).status).toBe(200);
+    const services = await execa('docker', ['service', 'inspect', '--format', '{{.Spec.TaskTemplate.ContainerSpec.Image}}', `${platform().name}-app-${slug}-test`]);
+    expect(services.stdout.trim()).toBe(first.image);
+  });
+
   it('a second deploy of the same environment while one runs is refused, clearly', async () => {
     const first = await request(platform().endpoint, `/v1/apps/${slug}/environments/test/deployments`, { method: 'POST', token, body: {} });
     expect(first.status).toBe(202);

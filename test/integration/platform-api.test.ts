@@ -109,6 +109,12 @@ describeWithDocker('platform API', () => {
           foreign: { method: m, path: `/v1/apps/${bobApp}/deployments/${id}${suffix}`, expect: 404 },
         };
       }
+      case '/v1/apps/{slug}/environments/{env}/rollback':
+        // Nothing ever succeeded on alice's app: the rollback is refused for want of a target.
+        return {
+          own: { method: m, path: `/v1/apps/${aliceApp}/environments/test/rollback`, body: {}, expect: 409 },
+          foreign: { method: m, path: `/v1/apps/${bobApp}/environments/test/rollback`, body: {}, expect: 404 },
+        };
       default:
         throw new Error(`the authorization matrix has no case for ${m} ${(route as { path: string }).path}: add one`);
     }

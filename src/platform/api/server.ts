@@ -208,6 +208,13 @@ export function buildServer(deps: ServerDeps): { app: OpenAPIHono<ApiEnv>; apps:
     }) as never;
   });
 
+  app.openapi(on(routes.rollback), async (c) => {
+    const { env } = c.req.valid('param');
+    const { deployment } = c.req.valid('json');
+    const row = await deploysOf().service.rollback(await ownedApp(c), env, deployment);
+    return c.json(renderDeployment(row), 202);
+  });
+
   async function ownedDeployment(c: Context<ApiEnv>) {
     const app = await ownedApp(c);
     const id = c.req.param('id');

@@ -221,6 +221,22 @@ export const getDeploymentLog = define('read', {
   },
 });
 
+export const rollback = define('write', {
+  method: 'post',
+  path: '/v1/apps/{slug}/environments/{env}/rollback',
+  summary: "Serve an earlier successful deployment's image again (default: the one before the current), health-checked and start-first",
+  request: { params: s.environmentParams, body: { content: json(s.rollbackBody), required: true } },
+  responses: {
+    202: { description: 'Accepted; follow its log', content: json(s.deployment) },
+    400: errors[400],
+    401: errors[401],
+    403: errors[403],
+    404: errors[404],
+    409: { description: 'Nothing to roll back to, or a deployment is in progress', content: json(s.errorEnvelope) },
+    413: errors[413],
+  },
+});
+
 /** The JSON routes, in the order the server registers them. */
 export const apiRoutes = [
   getHealth,
@@ -241,6 +257,7 @@ export const apiRoutes = [
   listDeployments,
   getDeployment,
   getDeploymentLog,
+  rollback,
 ] as const;
 
 /**

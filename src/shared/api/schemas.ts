@@ -186,3 +186,10 @@ export const deploymentListQuery = z.object({
 export const followQuery = z.object({
   follow: z.enum(['0', '1', 'true', 'false']).optional().openapi({ param: { name: 'follow', in: 'query' } }),
 });
+
+export const rollbackBody = z
+  .strictObject({
+    /** Serve this earlier successful deployment's image (default: the one before the current). */
+    deployment: z.string().regex(/^[1-9][0-9]{0,17}$/, 'must be a deployment id').optional(),
+  })
+  .openapi('RollbackBody');

@@ -37,19 +37,77 @@ export class DeployService {
   constructor(private readonly deps: DeployDeps) {}
 
   async start(app: AppRow, envName: EnvironmentName, commit: string | undefined): Promise<DeploymentRow> {
+    const env = await this.environment(app, envName);
+    const row = await this.deps.deployments.insert(env.id, 'deploy', commit ?? null);
+    if (!row) throw inProgress(app.slug, envName);
+    void this.run(row, app, env).catch((error) => this.deps.log(`deployment ${row.id} crashed: ${(error as Error).stack}`));
+    return row;
+  }
+
+  /**
+   * Serve an earlier successful deployment's image through the same health-checked rollout. The
+   * release command is not run again: the database stays as the newer release left it.
+   */
+  async rollback(app: AppRow, envName: EnvironmentName, deploymentId: string | undefined): Promise<DeploymentRow> {
+    const env = await this.environment(app, envName);
+    const history = await this.deps.deployments.succeeded(env.id);
+    const current = history[0];
+    const target = deploymentId
+      ? history.find((d) => d.id === deploymentId)
+      : history.find((d) => current && d.image !== current.image);
+    if (!target) {
+      throw new ApiError(
+        409,
+        'nothing_to_roll_back_to',
+        deploymentId
+          ? `Deployment ${deploymentId} is not a successful deployment of ${app.slug} ${envName}`
+          : `${app.slug} ${envName} has no earlier successful deployment with another image`,
+        { hint: 'See `divio project deployments` for what can be served again.' },
+      );
+    }
+    const row = await this.deps.deployments.insert(env.id, 'rollback', target.commit, target.image);
+    if (!row) throw inProgress(app.slug, envName);
+    void this.runRollback(row, app, env, target).catch((error) => this.deps.log(`rollback ${row.id} crashed: ${(error as Error).stack}`));
+    return row;
+  }
+
+  private async runRollback(row: DeploymentRow, app: AppRow, env: EnvironmentRow, target: DeploymentRow): Promise<void> {
+    const log = new LogWriter(this.deps.deployments, row.id);
+    await this.steps(row, log, async () => {
+      log.line(`Rolling ${app.slug} ${env.name} back to deployment ${target.id} (${target.commit?.slice(0, 12) ?? 'unknown commit'})`);
+      const manifest = await this.manifestAt(app.slug, target.commit!);
+      await this.deps.deployments.setState(row.id, 'deploying');
+      const variables = await this.variables(app, env, manifest);
+      await this.rollOut(app, env, target.image!, manifest, variables, log);
+      await this.route(app, env, manifest, log);
+      log.line(`Serving ${target.image} again`);
+    });
+  }
+
+  private async environment(app: AppRow, envName: EnvironmentName): Promise<EnvironmentRow> {
     if (!this.deps.config.runtime) {
       throw new ApiError(503, 'deploys_unavailable', 'This platform has no runtime configured, so it cannot deploy');
     }
     const [env] = (await this.deps.store.environments([app.id])).filter((e) => e.name === envName);
     if (!env) throw new ApiError(404, 'not_found', `Environment ${envName} not found`);
-    const row = await this.deps.deployments.insert(env.id, 'deploy', commit ?? null);
-    if (!row) {
-      throw new ApiError(409, 'deployment_in_progress', `Another deployment of ${app.slug} ${envName} is in progress`, {
-        hint: 'Wait for it to finish (`divio project deployments`), then deploy again.',
-      });
+    return env;
+  }
+
+  /** Runs a deployment's steps; any failure ends it with its reason, the previous release serving. */
+  private async steps(row: DeploymentRow, log: LogWriter, work: () => Promise<void>): Promise<void> {
+    try {
+      await work();
+      await log.flush();
+      await this.deps.deployments.setState(row.id, 'succeeded');
+    } catch (error) {
+      const known = error instanceof DeployFailure || error instanceof BuildError;
+      const reason = known ? reasonOf(error) : `internal error: ${(error as Error).message}`;
+      if (!known) this.deps.log(`deployment ${row.id}: ${(error as Error).stack}`);
+      log.line(`Deployment failed: ${reason}`);
+      log.line('The previous release (if any) keeps serving.');
+      await log.flush();
+      await this.deps.deployments.setState(row.id, 'failed', { reason });
     }
-    void this.run(row, app, env).catch((error) => this.deps.log(`deployment ${row.id} crashed: ${(error as Error).stack}`));
-    return row;
   }
 
   /** At API start: deployments a restart interrupted are marked failed, never left "running". */
@@ -62,7 +120,7 @@ export class DeployService {
   private async run(row: DeploymentRow, app: AppRow, env: EnvironmentRow): Promise<void> {
     const { deployments } = this.deps;
     const log = new LogWriter(deployments, row.id);
-    try {
+    await this.steps(row, log, async () => {
       log.line(`Deploying ${app.slug} to ${env.name}`);
       const commit = row.commit ?? (await this.branchHead(app.slug, env.branch));
       log.line(`Commit ${commit} (${row.commit ? 'as requested' : `head of ${env.branch}`})`);
@@ -78,16 +136,7 @@ export class DeployService {
       await this.rollOut(app, env, image, manifest, variables, log);
       await this.route(app, env, manifest, log);
       log.line(`Deployed: ${environmentUrl(this.deps.config.publicUrl, this.deps.config.domain, env.name, app.slug)}`);
-      await log.flush();
-      await deployments.setState(row.id, 'succeeded');
-    } catch (error) {
-      const reason = error instanceof DeployFailure || error instanceof BuildError ? reasonOf(error) : `internal error: ${(error as Error).message}`;
-      if (!(error instanceof DeployFailure || error instanceof BuildError)) this.deps.log(`deployment ${row.id}: ${(error as Error).stack}`);
-      log.line(`Deployment failed: ${reason}`);
-      log.line('The previous release (if any) keeps serving.');
-      await log.flush();
-      await deployments.setState(row.id, 'failed', { reason });
-    }
+    });
   }
 
   private repository(slug: string): string {
@@ -238,6 +287,12 @@ server {
     }
 }
 `;
+}
+
+function inProgress(slug: string, env: EnvironmentName): ApiError {
+  return new ApiError(409, 'deployment_in_progress', `Another deployment of ${slug} ${env} is in progress`, {
+    hint: 'Wait for it to finish (`divio project deployments`), then try again.',
+  });
 }
 
 function reasonOf(error: Error): string {

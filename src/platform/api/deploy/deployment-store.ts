@@ -51,6 +51,15 @@ export class DeploymentStore {
     return rows;
   }
 
+  /** Successful deployments of one environment, newest first. */
+  async succeeded(environmentId: string): Promise<DeploymentRow[]> {
+    const { rows } = await this.db.query<DeploymentRow>(
+      `${SELECT} WHERE d.environment_id = $1 AND d.state = 'succeeded' AND d.image IS NOT NULL ORDER BY d.id DESC`,
+      [environmentId],
+    );
+    return rows;
+  }
+
   async setState(id: string, state: DeploymentState, fields: { commit?: string; image?: string; reason?: string } = {}): Promise<void> {
     const final = FINAL_STATES.includes(state);
     await this.db.query(
