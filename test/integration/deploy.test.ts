@@ -14,6 +14,7 @@ import { divio, json } from '../helpers/cli.js';
 import { describeWithDocker } from '../helpers/docker.js';
 import { operatorToken, usePlatform } from '../helpers/platform.js';
 import { createUser, request } from '../helpers/api.js';
+import { docker } from '../../src/core/docker.js';
 
 /** GET through the router with the environment's Host header (Node cannot resolve .localhost). */
 function viaRouter(port: number, host: string, path: string): Promise<{ status: number; body: string }> {
@@ -131,6 +132,31 @@ describeWithDocker('deploys', () => {
     expect((await health('test')).status).toBe(200);
     const services = await execa('docker', ['service', 'inspect', '--format', '{{.Spec.TaskTemplate.ContainerSpec.Image}}', `${platform().name}-app-${slug}-test`]);
     expect(services.stdout.trim()).toBe(first.image);
+  });
+
+  it('env-vars: set reaches the running app at once (redeployed), list shows it, unset removes it; STAGE cannot be replaced', async () => {
+    const printenv = async (name: string) => {
+      const [task] = await docker().listContainers({ filters: { label: [`com.docker.swarm.service.name=${platform().name}-app-${slug}-test`] } });
+      const result = await execa('docker', ['exec', task!.Id, 'printenv', name], { reject: false });
+      return result.exitCode === 0 ? result.stdout.trim() : undefined;
+    };
+    const set = await cli(['project', 'env-vars', 'set', 'GREETING=hello=world', 'DEBUG=false', '--environment', 'test']);
+    expect(set.exitCode, set.stderr).toBe(0);
+    expect(set.stdout).toMatch(/Takes effect now: redeploying/);
+    expect(set.stdout).toMatch(/In effect\./);
+    expect(await printenv('GREETING')).toBe('hello=world');
+    expect(await printenv('DEBUG')).toBe('false');
+    expect(json(await cli(['project', 'env-vars', 'list', '--environment', 'test', '--json'])).variables).toEqual({ DEBUG: 'false', GREETING: 'hello=world' });
+    expect((await health('test')).status).toBe(200);
+
+    const refused = await cli(['project', 'env-vars', 'set', 'STAGE=live', '--environment', 'test']);
+    expect(refused.exitCode).not.toBe(0);
+    expect(refused.stderr).toMatch(/STAGE.*set by the platform/);
+
+    const unset = await cli(['project', 'env-vars', 'unset', 'GREETING', '--environment', 'test']);
+    expect(unset.exitCode, unset.stderr).toBe(0);
+    expect(await printenv('GREETING')).toBeUndefined();
+    expect(await printenv('STAGE')).toBe('test');
   });
 
   it('a second deploy of the same environment while one runs is refused, clearly', async () => {

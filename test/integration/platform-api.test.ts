@@ -115,6 +115,15 @@ describeWithDocker('platform API', () => {
           own: { method: m, path: `/v1/apps/${aliceApp}/environments/test/rollback`, body: {}, expect: 409 },
           foreign: { method: m, path: `/v1/apps/${bobApp}/environments/test/rollback`, body: {}, expect: 404 },
         };
+      case '/v1/apps/{slug}/environments/{env}/env-vars':
+        // live: the matrix's deployment of test may still be running, and would make this a 409.
+        if (m === 'PATCH') {
+          return {
+            own: { method: m, path: `/v1/apps/${aliceApp}/environments/live/env-vars`, body: { set: { GREETING: 'hi' }, unset: ['OLD'] }, expect: 200 },
+            foreign: { method: m, path: `/v1/apps/${bobApp}/environments/live/env-vars`, body: { set: { GREETING: 'hi' } }, expect: 404 },
+          };
+        }
+        return { own: { method: m, path: `/v1/apps/${aliceApp}/environments/live/env-vars`, expect: 200 }, foreign: { method: m, path: `/v1/apps/${bobApp}/environments/live/env-vars`, expect: 404 } };
       default:
         throw new Error(`the authorization matrix has no case for ${m} ${(route as { path: string }).path}: add one`);
     }

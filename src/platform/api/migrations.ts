@@ -82,6 +82,18 @@ const MIGRATIONS: readonly { id: number; name: string; sql: string }[] = [
       CREATE INDEX deployment_log_by_deployment ON deployment_log (deployment_id, seq);
     `,
   },
+  {
+    id: 3,
+    name: 'environment variables set by users',
+    sql: `
+      CREATE TABLE env_vars (
+        environment_id bigint NOT NULL REFERENCES environments ON DELETE CASCADE,
+        name text NOT NULL,
+        value text NOT NULL,
+        PRIMARY KEY (environment_id, name)
+      );
+    `,
+  },
 ];
 
 const LOCK_KEY = 0x64697669; // "divi"

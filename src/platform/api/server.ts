@@ -215,6 +215,22 @@ export function buildServer(deps: ServerDeps): { app: OpenAPIHono<ApiEnv>; apps:
     return c.json(renderDeployment(row), 202);
   });
 
+  app.openapi(on(routes.listEnvVars), async (c) => {
+    const { env } = c.req.valid('param');
+    const [row] = (await store.environments([(await ownedApp(c)).id])).filter((e) => e.name === env);
+    if (!row) throw notFound('Environment');
+    return c.json({ variables: await store.envVars(row.id) }, 200);
+  });
+
+  app.openapi(on(routes.changeEnvVars), async (c) => {
+    const { env } = c.req.valid('param');
+    const { set = {}, unset = [] } = c.req.valid('json');
+    const both = unset.filter((name) => Object.hasOwn(set, name));
+    if (both.length) throw new ApiError(400, 'invalid_input', `body.unset: ${both.join(', ')} also set in the same request`, { field: 'body.unset' });
+    const result = await deploysOf().service.changeVariables(await ownedApp(c), env, set, unset);
+    return c.json({ variables: result.variables, deployment: result.deployment ? renderDeployment(result.deployment) : null }, 200);
+  });
+
   async function ownedDeployment(c: Context<ApiEnv>) {
     const app = await ownedApp(c);
     const id = c.req.param('id');
@@ -292,7 +308,9 @@ const validationFailed: Hook<unknown, ApiEnv, string, unknown> = (result, c) => 
   if (result.success) return;
   const issue = result.error.issues[0];
   const field = [result.target === 'json' ? 'body' : result.target, ...(issue?.path ?? [])].join('.');
-  const message = issue ? `${field}: ${issue.message}` : `Invalid ${result.target}`;
+  // A refused record key (a variable name) carries the reason in its nested issue.
+  const nested = (issue as { issues?: { message: string }[] } | undefined)?.issues?.[0];
+  const message = issue ? `${field}: ${nested?.message ?? issue.message}` : `Invalid ${result.target}`;
   return c.json(envelope('invalid_input', message, { field }), 400);
 };
 

@@ -238,6 +238,36 @@ export class Store {
     );
   }
 
+  async envVars(environmentId: string): Promise<Record<string, string>> {
+    const { rows } = await this.db.query<{ name: string; value: string }>(
+      'SELECT name, value FROM env_vars WHERE environment_id = $1 ORDER BY name',
+      [environmentId],
+    );
+    return Object.fromEntries(rows.map((r) => [r.name, r.value]));
+  }
+
+  /** Sets and unsets in one transaction: a reader sees all of the change or none of it. */
+  async changeEnvVars(environmentId: string, set: Record<string, string>, unset: string[]): Promise<void> {
+    const client = await this.db.connect();
+    try {
+      await client.query('BEGIN');
+      if (unset.length) await client.query('DELETE FROM env_vars WHERE environment_id = $1 AND name = ANY($2::text[])', [environmentId, unset]);
+      for (const [name, value] of Object.entries(set)) {
+        await client.query(
+          `INSERT INTO env_vars (environment_id, name, value) VALUES ($1, $2, $3)
+           ON CONFLICT (environment_id, name) DO UPDATE SET value = EXCLUDED.value`,
+          [environmentId, name, value],
+        );
+      }
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK');
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
   async deleteApp(appId: string): Promise<void> {
     await this.db.query('DELETE FROM apps WHERE id = $1', [appId]);
   }

@@ -49,7 +49,16 @@ export function renderRouterConfigFrom(template: string, values: RouterValues): 
   if (!NAME_PATTERN.test(values.name)) throw new Error(`invalid platform name ${values.name}`);
   if (!DOMAIN_PATTERN.test(values.domain)) throw new Error(`invalid domain ${values.domain}`);
   const appRoutes = values.appRoutes?.trim() ? values.appRoutes.trimEnd() : '# (none)';
-  return renderTemplate(template, { ...values, appRoutes });
+  return renderTemplate(template, { ...values, appRoutes, domainRegex: domainRegex(values.domain) });
+}
+
+/**
+ * The domain as a PCRE fragment for an nginx `server_name ~…` pattern: a validated domain holds only
+ * letters, digits, "-" and ".", so escaping the dots is all it takes.
+ */
+export function domainRegex(domain: string): string {
+  if (!DOMAIN_PATTERN.test(domain)) throw new Error(`invalid domain ${domain}`);
+  return domain.replace(/\./g, '\\.');
 }
 
 export async function renderRouterConfig(values: RouterValues): Promise<string> {

@@ -237,6 +237,30 @@ export const rollback = define('write', {
   },
 });
 
+export const listEnvVars = define('read', {
+  method: 'get',
+  path: '/v1/apps/{slug}/environments/{env}/env-vars',
+  summary: "An environment's user-set variables",
+  request: { params: s.environmentParams },
+  responses: { 200: { description: 'Variables', content: json(s.envVars) }, 400: errors[400], 401: errors[401], 404: errors[404] },
+});
+
+export const changeEnvVars = define('write', {
+  method: 'patch',
+  path: '/v1/apps/{slug}/environments/{env}/env-vars',
+  summary: 'Set and unset variables; a running environment is redeployed with them (health-checked, start-first)',
+  request: { params: s.environmentParams, body: { content: json(s.changeEnvVarsBody), required: true } },
+  responses: {
+    200: { description: 'Changed', content: json(s.envVarsChanged) },
+    400: errors[400],
+    401: errors[401],
+    403: errors[403],
+    404: errors[404],
+    409: { description: 'A deployment of this environment is in progress', content: json(s.errorEnvelope) },
+    413: errors[413],
+  },
+});
+
 /** The JSON routes, in the order the server registers them. */
 export const apiRoutes = [
   getHealth,
@@ -258,6 +282,8 @@ export const apiRoutes = [
   getDeployment,
   getDeploymentLog,
   rollback,
+  listEnvVars,
+  changeEnvVars,
 ] as const;
 
 /**

@@ -193,3 +193,28 @@ export const rollbackBody = z
     deployment: z.string().regex(/^[1-9][0-9]{0,17}$/, 'must be a deployment id').optional(),
   })
   .openapi('RollbackBody');
+
+/** Variables the platform sets itself and users may not replace (the app depends on them being true). */
+export const RESERVED_VARIABLES = ['STAGE', 'PORT'] as const;
+export const variableName = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'must be a variable name: letters, digits and "_", not starting with a digit')
+  .refine((name) => !(RESERVED_VARIABLES as readonly string[]).includes(name), 'is set by the platform and cannot be changed')
+  .refine((name) => name !== '__proto__', 'is not allowed');
+export const variableValue = z.string().max(32 * 1024, 'must be at most 32 KiB');
+
+export const envVars = z.object({ variables: z.record(z.string(), z.string()) }).openapi('EnvVars');
+export const changeEnvVarsBody = z
+  .strictObject({
+    set: z.record(variableName, variableValue).optional(),
+    unset: z.array(variableName).max(200).optional(),
+  })
+  .openapi('ChangeEnvVarsBody');
+export const envVarsChanged = z
+  .object({
+    variables: z.record(z.string(), z.string()),
+    /** The redeployment that applies the change, or null when nothing runs yet (it applies at the first deploy). */
+    deployment: deployment.nullable(),
+  })
+  .openapi('EnvVarsChanged');
+export type EnvVarsChanged = z.infer<typeof envVarsChanged>;

@@ -11,7 +11,7 @@ import type Docker from 'dockerode';
 import { execa } from 'execa';
 import { parseManifest } from '../../../shared/manifest-parse.js';
 import type { Manifest } from '../../../shared/manifest.js';
-import type { EnvironmentName } from '../../../shared/api/schemas.js';
+import { RESERVED_VARIABLES, type EnvironmentName } from '../../../shared/api/schemas.js';
 import type { RuntimeConfig } from '../../runtime-config.js';
 import { environmentUrl } from '../apps-service.js';
 import { ApiError } from '../errors.js';
@@ -110,6 +110,25 @@ export class DeployService {
     }
   }
 
+  /**
+   * Change an environment's variables. A running environment is redeployed at its current commit
+   * (the image is reused; the release command runs, as on any deploy) so the change takes effect now.
+   */
+  async changeVariables(
+    app: AppRow,
+    envName: EnvironmentName,
+    set: Record<string, string>,
+    unset: string[],
+  ): Promise<{ variables: Record<string, string>; deployment: DeploymentRow | null }> {
+    const env = await this.environment(app, envName);
+    if (await this.deps.deployments.inProgress(env.id)) throw inProgress(app.slug, envName);
+    await this.deps.store.changeEnvVars(env.id, set, unset);
+    const variables = await this.deps.store.envVars(env.id);
+    const current = (await this.deps.deployments.succeeded(env.id))[0];
+    const deployment = current?.commit ? await this.start(app, envName, current.commit) : null;
+    return { variables, deployment };
+  }
+
   /** At API start: deployments a restart interrupted are marked failed, never left "running". */
   async recover(): Promise<void> {
     for (const row of await this.deps.deployments.failInterrupted()) {
@@ -185,6 +204,7 @@ export class DeployService {
     const { config, deployments } = this.deps;
     const host = `${env.name}-${app.slug}.${config.domain}`;
     const secretKey = await deployments.ensureSecretKey(env.id, randomBytes(32).toString('hex'));
+    const user = await this.deps.store.envVars(env.id);
     const db = `postgres://${encodeURIComponent(env.db_role)}:${encodeURIComponent(env.db_password)}@${config.database.appHost}:${config.database.appPort}/${encodeURIComponent(env.db_name)}`;
     return {
       STAGE: env.name,
@@ -195,6 +215,8 @@ export class DeployService {
       SECRET_KEY: secretKey,
       DOMAIN: host,
       SITE_URL: environmentUrl(config.publicUrl, config.domain, env.name, app.slug),
+      // The user's own variables win (DEBUG on live, say), except those the app's contract fixes.
+      ...withoutReserved(user),
     };
   }
 
@@ -287,6 +309,10 @@ server {
     }
 }
 `;
+}
+
+function withoutReserved(variables: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(variables).filter(([name]) => !(RESERVED_VARIABLES as readonly string[]).includes(name)));
 }
 
 function inProgress(slug: string, env: EnvironmentName): ApiError {

@@ -51,6 +51,14 @@ export class DeploymentStore {
     return rows;
   }
 
+  async inProgress(environmentId: string): Promise<boolean> {
+    const { rowCount } = await this.db.query(
+      `SELECT 1 FROM deployments WHERE environment_id = $1 AND state NOT IN ('succeeded', 'failed')`,
+      [environmentId],
+    );
+    return (rowCount ?? 0) > 0;
+  }
+
   /** Successful deployments of one environment, newest first. */
   async succeeded(environmentId: string): Promise<DeploymentRow[]> {
     const { rows } = await this.db.query<DeploymentRow>(

@@ -1,0 +1,23 @@
+import { Flags } from '@oclif/core';
+import { BaseCommand, projectFlags } from '../../../base-command.js';
+import { ApiClient } from '../../../core/api-client.js';
+import { appSlug } from '../../../services/project/app-ref.js';
+import { listEnvVars } from '../../../services/project/env-vars.js';
+
+export const environmentFlag = Flags.string({ char: 'e', description: 'test or live', options: ['test', 'live'], default: 'test' });
+
+export default class EnvVarsList extends BaseCommand {
+  static override summary = "List an environment's variables (set with `env-vars set`)";
+  static override aliases = ['app:env-vars:list'];
+  static override enableJsonFlag = true;
+  static override flags = { ...projectFlags, environment: environmentFlag };
+
+  async run(): Promise<{ variables: Record<string, string> }> {
+    const { flags } = await this.parse(EnvVarsList);
+    const slug = await appSlug({ app: flags.app });
+    const variables = await listEnvVars(await ApiClient.fromCredentials(), slug, flags.environment as 'test' | 'live');
+    if (Object.keys(variables).length === 0) this.log(`No variables set on ${slug} ${flags.environment}.`);
+    for (const [name, value] of Object.entries(variables)) this.log(`${name}=${value}`);
+    return { variables };
+  }
+}

@@ -1,0 +1,25 @@
+import { Args } from '@oclif/core';
+import { BaseCommand, projectFlags } from '../../../base-command.js';
+import { ApiClient } from '../../../core/api-client.js';
+import type { EnvVarsChanged } from '../../../shared/api/schemas.js';
+import { appSlug } from '../../../services/project/app-ref.js';
+import { changeEnvVars } from '../../../services/project/env-vars.js';
+import { environmentFlag } from './list.js';
+import { applied } from './set.js';
+
+export default class EnvVarsUnset extends BaseCommand {
+  static override summary = 'Remove variables from test or live; a running environment is redeployed without them';
+  static override aliases = ['app:env-vars:unset'];
+  static override enableJsonFlag = true;
+  static override strict = false;
+  static override args = { names: Args.string({ description: 'NAME (several allowed)', required: true }) };
+  static override flags = { ...projectFlags, environment: environmentFlag };
+
+  async run(): Promise<EnvVarsChanged> {
+    const { argv, flags } = await this.parse(EnvVarsUnset);
+    const slug = await appSlug({ app: flags.app });
+    const client = await ApiClient.fromCredentials();
+    const result = await changeEnvVars(client, slug, flags.environment as 'test' | 'live', { unset: argv as string[] });
+    return applied(this.io, this.jsonEnabled(), client, slug, result);
+  }
+}
