@@ -159,6 +159,30 @@ describeWithDocker('deploys', () => {
     expect(await printenv('STAGE')).toBe('test');
   });
 
+  it('status --json lists test and live with URL, commit and current deployment; open prints the URL', async () => {
+    const status = json(await cli(['project', 'status', '--json']));
+    expect(status).toMatchObject({ app: slug, endpoint: platform().endpoint });
+    const byName = Object.fromEntries(status.environments.map((e: { name: string }) => [e.name, e]));
+    expect(Object.keys(byName)).toEqual(['local', 'test', 'live']);
+    for (const name of ['test', 'live']) {
+      expect(byName[name]).toMatchObject({ state: 'running', url: `http://${name}-${slug}.localhost:${platform().port}` });
+      expect(byName[name].commit).toMatch(/^[0-9a-f]{40}$/);
+      expect(byName[name].deployment).toBeTruthy();
+    }
+    const opened = await cli(['project', 'open', 'live']);
+    expect(opened.exitCode, opened.stderr).toBe(0);
+    expect(opened.stdout.trim()).toBe(byName.live.url);
+  });
+
+  it('logs ENV shows the runtime output of the environment', async () => {
+    await health('test');
+    const logs = await cli(['project', 'logs', 'test', '--tail', '50']);
+    expect(logs.exitCode, logs.stderr).toBe(0);
+    expect(logs.stdout).toMatch(/listening on 0\.0\.0\.0:8000 \(stage test/);
+    const never = await cli(['project', 'logs', 'live', '--app', 'no-such-app']);
+    expect(never.exitCode).not.toBe(0);
+  });
+
   it('a second deploy of the same environment while one runs is refused, clearly', async () => {
     const first = await request(platform().endpoint, `/v1/apps/${slug}/environments/test/deployments`, { method: 'POST', token, body: {} });
     expect(first.status).toBe(202);

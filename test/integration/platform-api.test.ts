@@ -124,6 +124,9 @@ describeWithDocker('platform API', () => {
           };
         }
         return { own: { method: m, path: `/v1/apps/${aliceApp}/environments/live/env-vars`, expect: 200 }, foreign: { method: m, path: `/v1/apps/${bobApp}/environments/live/env-vars`, expect: 404 } };
+      case '/v1/apps/{slug}/environments/{env}/logs':
+        // Nothing was ever deployed to alice's live: the route answers, saying so.
+        return { own: { method: m, path: `/v1/apps/${aliceApp}/environments/live/logs`, expect: 404 }, foreign: { method: m, path: `/v1/apps/${bobApp}/environments/live/logs`, expect: 404 } };
       default:
         throw new Error(`the authorization matrix has no case for ${m} ${(route as { path: string }).path}: add one`);
     }

@@ -5,13 +5,14 @@
  */
 import type Docker from 'dockerode';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runtimeConfigSchema } from '../../src/platform/runtime-config.js';
 import { buildRuntimeConfig, configSecretName, serialiseRuntimeConfig } from '../../src/services/platform/config.js';
-import { renderRouterConfig, renderTemplate, routerValues } from '../../src/services/platform/router-config.js';
+import { domainRegex, renderRouterConfig, renderTemplate, routerValues } from '../../src/services/platform/router-config.js';
+import { routeConfig } from '../../src/platform/api/deploy/deploy-service.js';
 import {
   chooseDataDir,
   defaultDataDir,
@@ -158,14 +159,57 @@ describe('router config', () => {
     expect(external).not.toContain('server_name s3.');
   });
 
-  it.skipIf(!dockerAvailable)('is valid nginx configuration (nginx -t)', async () => {
+  it('answers hosts of environments with nothing deployed with a 404 page of its own, never a proxy', async () => {
+    expect(domainRegex('apps.example.com')).toBe('apps\\.example\\.com');
+    expect(domainRegex('localhost')).toBe('localhost');
+    expect(() => domainRegex('a.b$|.*')).toThrow(/invalid domain/);
+    const text = await renderRouterConfig(routerValues(settings({ name: 'divio-test', domain: 'apps.example.com' })));
+    const block = text.split('\nserver {').find((b) => b.includes('server_name "~'))?.split('\n}')[0] ?? '';
+    expect(block).toContain('server_name "~^(?<divio_env>test|live)-(?<divio_slug>[a-z][a-z0-9-]*)\\.apps\\.example\\.com$";');
+    expect(block).toMatch(/return 404 ".*Nothing is deployed at \$host yet/);
+    expect(block).not.toContain('proxy_pass');
+    // The pattern is what the block's page may echo: only names of environments match it.
+    const pattern = new RegExp(/server_name "~([^"]+)"/.exec(block)![1]!.replace(/\(\?<\w+>/g, '('));
+    expect(pattern.test('test-shop.apps.example.com')).toBe(true);
+    expect(pattern.test('live-my-shop2.apps.example.com')).toBe(true);
+    for (const other of ['s3.apps.example.com', 'staging-shop.apps.example.com', 'test-shop.appsxexample.com', 'test-<b>.apps.example.com', 'test-shop.apps.example.com.evil']) {
+      expect(pattern.test(other), other).toBe(false);
+    }
+  });
+
+  it("an environment's route retries a vanished task once through tasks.NAME, then answers a 503 page; the app's own errors pass", () => {
+    const text = routeConfig('test-shop.localhost', 'divio-app-shop-test:8000');
+    expect(text).toContain('server_name test-shop.localhost;');
+    expect(text).toContain('proxy_next_upstream error timeout http_502;');
+    expect(text).toContain('error_page 502 504 = @retry;');
+    expect(text).toContain('set $app_tasks tasks.divio-app-shop-test:8000;');
+    expect(text).toMatch(/location @unavailable \{[^}]*return 503 "[^}]*test-shop\.localhost is not answering right now/);
+    expect(text).not.toContain('proxy_intercept_errors');
+  });
+
+  it.skipIf(!dockerAvailable)('is valid nginx configuration (nginx -t), with an app route', async () => {
     const dir = mkdtempSync(join(scratch, 'nginx-'));
     writeFileSync(join(dir, 'default.conf'), await renderRouterConfig(routerValues(settings({ name: 'divio-test' }))));
-    // As the router runs it: the config as conf.d/default.conf, and an empty sites-enabled.
-    const out = execFileSync('docker', ['run', '--rm', '-v', `${join(dir, 'default.conf')}:/etc/nginx/conf.d/default.conf:ro`, '--tmpfs', '/etc/nginx/sites-enabled', 'nginx:bookworm', 'nginx', '-t'], {
-      encoding: 'utf8',
-      stdio: 'pipe',
-    });
+    mkdirSync(join(dir, 'apps'));
+    writeFileSync(join(dir, 'apps', 'test-shop.conf'), routeConfig('test-shop.localhost', 'divio-test-app-shop-test:8000'));
+    // As the router runs it: the config as conf.d/default.conf, app routes in divio-apps, and an empty sites-enabled.
+    const out = execFileSync(
+      'docker',
+      [
+        'run',
+        '--rm',
+        '-v',
+        `${join(dir, 'default.conf')}:/etc/nginx/conf.d/default.conf:ro`,
+        '-v',
+        `${join(dir, 'apps')}:/etc/nginx/divio-apps:ro`,
+        '--tmpfs',
+        '/etc/nginx/sites-enabled',
+        'nginx:bookworm',
+        'nginx',
+        '-t',
+      ],
+      { encoding: 'utf8', stdio: 'pipe' },
+    );
     expect(out).toBeDefined();
   });
 });

@@ -1,12 +1,20 @@
 import { Args, Flags } from '@oclif/core';
 import { BaseCommand, projectFlags } from '../../base-command.js';
+import { ApiClient } from '../../core/api-client.js';
+import { appSlug } from '../../services/project/app-ref.js';
 import { openLocalEnvironment } from '../../services/project/local-environment.js';
 import { showLogs } from '../../services/project/logs.js';
+import { streamRuntimeLogs } from '../../services/project/runtime-logs.js';
+
+const PLATFORM_ENVIRONMENTS = ['test', 'live'];
 
 export default class ProjectLogs extends BaseCommand {
-  static override summary = 'Show the logs of the local environment';
+  static override summary = 'Show logs: of test or live on the platform (all replicas), or of the local environment';
+  static override description =
+    '`divio project logs test` (or live) shows the environment\'s runtime output on the platform; ' +
+    '`divio project logs [SERVICE]` shows the local environment\'s (web, db).';
   static override aliases = ['app:logs'];
-  static override args = { service: Args.string({ description: 'one service (web, db); default: all' }) };
+  static override args = { target: Args.string({ description: 'test or live; or a local service (web, db); default: all local services' }) };
   static override flags = {
     ...projectFlags,
     follow: Flags.boolean({ char: 'f', description: 'keep printing new lines' }),
@@ -15,8 +23,16 @@ export default class ProjectLogs extends BaseCommand {
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(ProjectLogs);
+    if (args.target && PLATFORM_ENVIRONMENTS.includes(args.target)) {
+      const slug = await appSlug({ app: flags.app });
+      const client = await ApiClient.fromCredentials();
+      await streamRuntimeLogs(client, slug, args.target as 'test' | 'live', { follow: flags.follow, tail: flags.tail }, (chunk) =>
+        this.io.stdout.write(chunk),
+      );
+      return;
+    }
     const local = await openLocalEnvironment({ app: flags.app });
-    const code = await showLogs(local, this.io, { follow: flags.follow, service: args.service, tail: flags.tail });
+    const code = await showLogs(local, this.io, { follow: flags.follow, service: args.target, tail: flags.tail });
     if (code !== 0) this.exit(code);
   }
 }

@@ -15,7 +15,8 @@ export default class ProjectStatusCommand extends BaseCommand {
     const c = this.io.color;
     this.log(`${c.bold(status.app)}${status.endpoint ? ` on ${status.endpoint}` : ' (not linked to a platform)'}`);
     for (const env of status.environments) {
-      this.log(`  ${env.name.padEnd(6)} ${String(env.state).padEnd(12)} ${env.url ?? '-'}`);
+      const extra = env.commit ? `  ${String(env.commit).slice(0, 12)}` : env.error ? `  (${String(env.error)})` : '';
+      this.log(`  ${env.name.padEnd(6)} ${String(env.state).padEnd(12)} ${env.url ?? '-'}${extra}`);
       for (const s of (env.services as { name: string; state: string; health: string | null }[] | undefined) ?? []) {
         this.log(`         ${c.dim(`${s.name}: ${s.state}${s.health ? ` (${s.health})` : ''}`)}`);
       }

@@ -231,6 +231,18 @@ export function buildServer(deps: ServerDeps): { app: OpenAPIHono<ApiEnv>; apps:
     return c.json({ variables: result.variables, deployment: result.deployment ? renderDeployment(result.deployment) : null }, 200);
   });
 
+  app.openapi(on(routes.getRuntimeLogs), async (c) => {
+    const { env } = c.req.valid('param');
+    const { follow, tail } = c.req.valid('query');
+    const stream = await deploysOf().service.runtimeLogs(await ownedApp(c), env, {
+      follow: follow === '1' || follow === 'true',
+      tail: tail === undefined ? undefined : Number(tail),
+      signal: c.req.raw.signal,
+    });
+    if (!stream) throw new ApiError(404, 'not_deployed', `Nothing has been deployed to ${env} yet`, { hint: 'divio project deploy ' + env });
+    return new Response(stream, { status: 200, headers: { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' } }) as never;
+  });
+
   async function ownedDeployment(c: Context<ApiEnv>) {
     const app = await ownedApp(c);
     const id = c.req.param('id');

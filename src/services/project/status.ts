@@ -7,6 +7,11 @@ import { composeContainers, dockerAnswers } from '../../core/docker.js';
 import type { Project } from '../../core/project.js';
 import { localDomain } from './compose-file.js';
 import { webUrl } from './local-environment.js';
+import { ApiClient } from '../../core/api-client.js';
+import { currentCredentials, normaliseEndpoint } from '../../core/credentials.js';
+import { errorMessage } from '../../core/errors.js';
+import * as routes from '../../shared/api/routes.js';
+import { ENVIRONMENT_NAMES } from '../../shared/api/schemas.js';
 
 export type LocalState = 'running' | 'starting' | 'unhealthy' | 'stopped' | 'partial' | 'docker-unavailable';
 
@@ -30,12 +35,43 @@ export interface ProjectStatus {
   environments: EnvironmentStatus[];
 }
 
-export async function projectStatus(project: Project): Promise<ProjectStatus> {
-  return {
-    app: project.slug,
-    endpoint: project.config.endpoint ?? null,
-    environments: [await localStatus(project)],
-  };
+export async function projectStatus(project: Project, env: NodeJS.ProcessEnv = process.env): Promise<ProjectStatus> {
+  const endpoint = project.config.endpoint ?? null;
+  const [local, platform] = await Promise.all([localStatus(project), endpoint ? platformStatus(project.slug, endpoint, env) : []]);
+  return { app: project.slug, endpoint, environments: [local, ...platform] };
+}
+
+/** test and live as the platform reports them: URL, what serves there, the latest deployment. */
+export async function platformStatus(slug: string, endpoint: string, env: NodeJS.ProcessEnv): Promise<EnvironmentStatus[]> {
+  const unknown = (error: string): EnvironmentStatus[] =>
+    ENVIRONMENT_NAMES.map((name) => ({ name, url: null, state: 'unknown', error }));
+  const credentials = await currentCredentials(env).catch(() => undefined);
+  if (!credentials) return unknown('not logged in: divio login');
+  if (credentials.endpoint !== normaliseEndpoint(endpoint)) return unknown(`logged in to ${credentials.endpoint}, not to ${endpoint}`);
+  const client = new ApiClient(credentials.endpoint, credentials.token);
+  try {
+    const [app, { deployments }] = await Promise.all([
+      client.call(routes.getApp, { params: { slug } }),
+      client.call(routes.listDeployments, { params: { slug } }),
+    ]);
+    return app.environments.map((environment) => {
+      const mine = deployments.filter((d) => d.environment === environment.name);
+      const current = mine.find((d) => d.state === 'succeeded');
+      const latest = mine[0];
+      const inProgress = latest && latest.state !== 'succeeded' && latest.state !== 'failed';
+      return {
+        name: environment.name,
+        url: current ? environment.url : null,
+        state: inProgress ? 'deploying' : current ? 'running' : latest ? 'failed' : 'not-deployed',
+        commit: current?.commit ?? null,
+        image: current?.image ?? null,
+        deployment: current?.id ?? null,
+        lastDeployment: latest ? { id: latest.id, state: latest.state, reason: latest.reason, createdAt: latest.createdAt } : null,
+      };
+    });
+  } catch (error) {
+    return unknown(errorMessage(error));
+  }
 }
 
 export async function localStatus(project: Project): Promise<EnvironmentStatus> {

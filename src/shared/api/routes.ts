@@ -261,6 +261,19 @@ export const changeEnvVars = define('write', {
   },
 });
 
+export const getRuntimeLogs = define('read', {
+  method: 'get',
+  path: '/v1/apps/{slug}/environments/{env}/logs',
+  summary: "The environment's runtime output (all replicas) as plain text; `follow=1` keeps streaming",
+  request: { params: s.environmentParams, query: s.runtimeLogsQuery },
+  responses: {
+    200: { description: 'The log', content: { 'text/plain': { schema: s.z.string() } } },
+    400: errors[400],
+    401: errors[401],
+    404: errors[404],
+  },
+});
+
 /** The JSON routes, in the order the server registers them. */
 export const apiRoutes = [
   getHealth,
@@ -284,6 +297,7 @@ export const apiRoutes = [
   rollback,
   listEnvVars,
   changeEnvVars,
+  getRuntimeLogs,
 ] as const;
 
 /**

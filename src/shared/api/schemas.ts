@@ -218,3 +218,12 @@ export const envVarsChanged = z
   })
   .openapi('EnvVarsChanged');
 export type EnvVarsChanged = z.infer<typeof envVarsChanged>;
+
+export const runtimeLogsQuery = z.object({
+  follow: z.enum(['0', '1', 'true', 'false']).optional().openapi({ param: { name: 'follow', in: 'query' } }),
+  tail: z
+    .string()
+    .regex(/^(0|[1-9][0-9]{0,5})$/, 'must be a number of lines (0-999999)')
+    .optional()
+    .openapi({ param: { name: 'tail', in: 'query' } }),
+});

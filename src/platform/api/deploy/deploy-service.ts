@@ -6,6 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { PassThrough, Readable } from 'node:stream';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
 import { execa } from 'execa';
@@ -127,6 +128,39 @@ export class DeployService {
     const current = (await this.deps.deployments.succeeded(env.id))[0];
     const deployment = current?.commit ? await this.start(app, envName, current.commit) : null;
     return { variables, deployment };
+  }
+
+  /**
+   * The environment's service output, every replica, as a text stream. Undefined when nothing was
+   * ever deployed there.
+   */
+  async runtimeLogs(app: AppRow, envName: EnvironmentName, options: { follow: boolean; tail?: number; signal: AbortSignal }): Promise<ReadableStream<Uint8Array> | undefined> {
+    const name = environmentServiceName(this.deps.config.name, app.slug, envName);
+    const service = this.deps.docker.getService(name);
+    try {
+      await service.inspect();
+    } catch {
+      return undefined;
+    }
+    const raw = (await service.logs({
+      stdout: true,
+      stderr: true,
+      follow: options.follow,
+      tail: options.tail ?? 200,
+      timestamps: false,
+    } as never)) as unknown as (NodeJS.ReadableStream & { destroy?: () => void }) | Buffer;
+    // Without follow the engine's answer arrives whole, as a buffer of frames.
+    if (Buffer.isBuffer(raw)) return Readable.toWeb(Readable.from([demuxFrames(raw)])) as unknown as ReadableStream<Uint8Array>;
+    const out = new PassThrough();
+    // No TTY: the engine multiplexes stdout and stderr with 8-byte frame headers.
+    this.deps.docker.modem.demuxStream(raw, out, out);
+    raw.on('end', () => out.end());
+    raw.on('error', () => out.end());
+    options.signal.addEventListener('abort', () => {
+      raw.destroy?.();
+      out.end();
+    });
+    return Readable.toWeb(out) as unknown as ReadableStream<Uint8Array>;
   }
 
   /** At API start: deployments a restart interrupted are marked failed, never left "running". */
@@ -287,7 +321,17 @@ export function storageDsn(media: RuntimeConfig['media'], env: EnvironmentRow): 
   return `s3://${key}:${secret}@${env.media_bucket}.${endpoint.host}/${prefix}?${query.toString()}`;
 }
 
-/** One nginx server block; every value in it comes from validated names (slug, env, domain, service). */
+/**
+ * One nginx server block; every value in it comes from validated names (slug, env, domain, service).
+ *
+ * In a rolling update the old task leaves Docker's DNS about 2 s before it is stopped, but nginx may
+ * still hold it from a lookup made up to 3 s earlier (`valid=2s`, counted in whole seconds): the
+ * connection is refused, or times out once the container is gone. nginx's own 502/504 (never the
+ * app's: no proxy_intercept_errors) then get one more try through `tasks.SERVICE`, a name with a
+ * cache entry of its own that is looked up afresh, so it holds the tasks that run now. A request
+ * the failed attempt had already sent is not sent again (it may have had effects): those, and any
+ * second failure, get a short 503 page that says the environment is not answering.
+ */
 export function routeConfig(host: string, upstream: string): string {
   return `# ${host}: written by the divio platform API on each deployment.
 server {
@@ -303,12 +347,42 @@ server {
     # A task that is going away refuses connections: try the next address instead of failing.
     proxy_next_upstream error timeout http_502;
     proxy_connect_timeout 2s;
+    recursive_error_pages on;
     location / {
         set $app ${upstream};
         proxy_pass http://$app;
+        error_page 502 504 = @retry;
+    }
+    # Every address nginx knew failed: ask DNS again, once, for requests no task has received.
+    location @retry {
+        error_page 502 503 504 = @unavailable;
+        if ($upstream_bytes_sent !~ "^[0 ,:]*$") {
+            return 503;
+        }
+        set $app_tasks tasks.${upstream};
+        proxy_pass http://$app_tasks;
+    }
+    location @unavailable {
+        default_type text/html;
+        charset utf-8;
+        add_header Cache-Control "no-store" always;
+        add_header Retry-After "5" always;
+        return 503 "<!doctype html>\\n<html lang=\\"en\\"><head><meta charset=\\"utf-8\\"><title>Not answering</title></head>\\n<body>\\n<h1>${host} is not answering right now</h1>\\n<p>None of its tasks took the request. Try again in a moment; <code>divio project logs ${host.split('-')[0]}</code> shows what the app says.</p>\\n</body></html>\\n";
     }
 }
 `;
+}
+
+/** Docker's multiplexed output (8-byte header: stream type, 3 zero bytes, big-endian length) to plain bytes. */
+export function demuxFrames(buffer: Buffer): Buffer {
+  const parts: Buffer[] = [];
+  let offset = 0;
+  while (offset + 8 <= buffer.length) {
+    const size = buffer.readUInt32BE(offset + 4);
+    parts.push(buffer.subarray(offset + 8, offset + 8 + size));
+    offset += 8 + size;
+  }
+  return Buffer.concat(parts);
 }
 
 function withoutReserved(variables: Record<string, string>): Record<string, string> {

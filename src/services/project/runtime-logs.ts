@@ -1,0 +1,19 @@
+/** Runtime logs of test or live, streamed from the platform as they come. */
+import type { ApiClient } from '../../core/api-client.js';
+import * as routes from '../../shared/api/routes.js';
+import type { EnvironmentName } from '../../shared/api/schemas.js';
+
+export async function streamRuntimeLogs(
+  client: ApiClient,
+  slug: string,
+  env: EnvironmentName,
+  options: { follow?: boolean; tail?: number },
+  onChunk: (text: string) => void,
+): Promise<void> {
+  const query: Record<string, string> = { follow: options.follow ? '1' : '0' };
+  if (options.tail !== undefined) query.tail = String(options.tail);
+  const response = await client.stream(routes.getRuntimeLogs, { params: { slug, env }, query });
+  if (!response.body) return;
+  const decoder = new TextDecoder();
+  for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) onChunk(decoder.decode(chunk, { stream: true }));
+}
