@@ -183,6 +183,45 @@ describeWithDocker('deploys', () => {
     expect(never.exitCode).not.toBe(0);
   });
 
+  async function commitAndPush(message: string, change: () => Promise<void>): Promise<void> {
+    await change();
+    await execa('git', ['add', '-A'], { cwd: dir });
+    await execa('git', ['-c', 'user.name=t', '-c', 'user.email=t@x', 'commit', '-qm', message], { cwd: dir });
+    const pushed = await execa('git', ['push', '-q', 'origin', 'main'], { cwd: dir, env: { ...process.env, ...env }, reject: false });
+    expect(pushed.exitCode, pushed.stderr).toBe(0);
+  }
+
+  it('a Dockerfile error fails the deployment with the failing step in its log; the previous release keeps serving', async () => {
+    const dockerfile = await readFile(join(dir, 'Dockerfile'), 'utf8');
+    await commitAndPush('a broken build', () => writeFile(join(dir, 'Dockerfile'), `${dockerfile}\nRUN echo breaking && exit 3\n`));
+    const result = await cli(['project', 'deploy', 'test']);
+    expect(result.exitCode).not.toBe(0);
+    expect(result.stdout).toContain('breaking');
+    expect(result.stderr).toMatch(/failed: .*RUN echo breaking && exit 3.*returned a non-zero code: 3/);
+    expect((await health('test')).status).toBe(200);
+    await commitAndPush('build fixed', () => writeFile(join(dir, 'Dockerfile'), dockerfile));
+  });
+
+  it('a platform restart in the middle of a deployment leaves it failed, not running forever', async () => {
+    const dockerfile = await readFile(join(dir, 'Dockerfile'), 'utf8');
+    await commitAndPush('a slow build', () => writeFile(join(dir, 'Dockerfile'), `${dockerfile}\nRUN sleep 25\n`));
+    const started = await cli(['project', 'deploy', 'test', '--no-wait', '--json']);
+    expect(started.exitCode, started.stderr).toBe(0);
+    const { id } = json(started);
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    await execa('docker', ['service', 'update', '--force', '--quiet', `${platform().name}-api`]);
+    // The API is back when it answers again.
+    for (let i = 0; i < 120; i++) {
+      const res = await request(platform().endpoint, '/v1/health').catch(() => undefined);
+      if (res?.status === 200) break;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+    const deployment = (await request(platform().endpoint, `/v1/apps/${slug}/deployments/${id}`, { token })).body;
+    expect(deployment).toMatchObject({ state: 'failed', reason: 'the platform restarted during this deployment' });
+    expect((await health('test')).status).toBe(200);
+    await commitAndPush('no more sleeping', () => writeFile(join(dir, 'Dockerfile'), dockerfile));
+  });
+
   it('a second deploy of the same environment while one runs is refused, clearly', async () => {
     const first = await request(platform().endpoint, `/v1/apps/${slug}/environments/test/deployments`, { method: 'POST', token, body: {} });
     expect(first.status).toBe(202);

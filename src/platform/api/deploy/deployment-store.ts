@@ -73,7 +73,8 @@ export class DeploymentStore {
     await this.db.query(
       `UPDATE deployments SET state = $2, commit = COALESCE($3, commit), image = COALESCE($4, image),
               reason = COALESCE($5, reason), finished_at = CASE WHEN $6 THEN now() ELSE finished_at END
-        WHERE id = $1`,
+        WHERE id = $1 AND state NOT IN ('succeeded', 'failed')`,
+      // A final state is final: a job that outlived a restart (already marked failed) cannot revive it.
       [id, state, fields.commit ?? null, fields.image ?? null, fields.reason ?? null, final],
     );
   }
