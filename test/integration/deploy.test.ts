@@ -174,6 +174,22 @@ describeWithDocker('deploys', () => {
     expect(opened.stdout.trim()).toBe(byName.live.url);
   });
 
+  it('configure: replicas apply now to a running environment; a branch applies at the next deploy', async () => {
+    const scaled = await cli(['project', 'configure', 'live', '--replicas', '2', '--json']);
+    expect(scaled.exitCode, scaled.stderr).toBe(0);
+    expect(json(scaled)).toMatchObject({ name: 'live', replicas: 2, branch: 'main' });
+    const service = `${platform().name}-app-${slug}-live`;
+    const replicas = await execa('docker', ['service', 'inspect', '--format', '{{.Spec.Mode.Replicated.Replicas}}', service]);
+    expect(replicas.stdout.trim()).toBe('2');
+    const branch = await cli(['project', 'configure', 'test', '--branch', 'no-such-branch']);
+    expect(branch.exitCode, branch.stderr).toBe(0);
+    const failed = await cli(['project', 'deploy', 'test']);
+    expect(failed.exitCode).not.toBe(0);
+    expect(failed.stderr).toMatch(/nothing has been pushed to the branch "no-such-branch"/);
+    expect((await cli(['project', 'configure', 'test', '--branch', 'main'])).exitCode).toBe(0);
+    expect((await cli(['project', 'configure', 'live', '--replicas', '1'])).exitCode).toBe(0);
+  });
+
   it('logs ENV shows the runtime output of the environment', async () => {
     await health('test');
     const logs = await cli(['project', 'logs', 'test', '--tail', '50']);

@@ -80,6 +80,14 @@ describeWithDocker('platform API', () => {
           own: { method: m, path: route.path, body: m === 'POST' ? { name: `u-${Math.random().toString(36).slice(2, 8)}` } : undefined, expect: 403 },
           foreign: { method: m, path: route.path, body: m === 'POST' ? { name: 'x-never' } : undefined, expect: 403 },
         };
+      case '/v1/apps/{slug}/environments/{env}':
+        if (m === 'PATCH') {
+          return {
+            own: { method: m, path: `/v1/apps/${aliceApp}/environments/live`, body: { replicas: 2, branch: 'release/v1' }, expect: 200 },
+            foreign: { method: m, path: `/v1/apps/${bobApp}/environments/live`, body: { replicas: 2 }, expect: 404 },
+          };
+        }
+        return { own: { method: m, path: `/v1/apps/${aliceApp}/environments/live`, expect: 200 }, foreign: { method: m, path: `/v1/apps/${bobApp}/environments/test`, expect: 404 } };
       case '/v1/apps/{slug}':
         if (m === 'DELETE') {
           const throwaway = await createApp(endpoint, caller.token, 'del');
@@ -88,8 +96,6 @@ describeWithDocker('platform API', () => {
         return { own: { method: m, path: `/v1/apps/${aliceApp}`, expect: 200 }, foreign: { method: m, path: `/v1/apps/${bobApp}`, expect: 404 } };
       case '/v1/apps/{slug}/environments':
         return { own: { method: m, path: `/v1/apps/${aliceApp}/environments`, expect: 200 }, foreign: { method: m, path: `/v1/apps/${bobApp}/environments`, expect: 404 } };
-      case '/v1/apps/{slug}/environments/{env}':
-        return { own: { method: m, path: `/v1/apps/${aliceApp}/environments/live`, expect: 200 }, foreign: { method: m, path: `/v1/apps/${bobApp}/environments/test`, expect: 404 } };
       case '/v1/apps/{slug}/environments/{env}/deployments':
         // Alice's app has nothing pushed: the deployment is accepted, then fails on its own.
         return {

@@ -125,6 +125,7 @@ export class AppsService {
         endpoint: config.media.endpoint,
         publicUrl: `${config.media.publicUrl.replace(/\/+$/, '')}/${env.media_bucket}/`,
       },
+      replicas: env.replicas,
       createdAt: env.created_at.toISOString(),
     };
   }

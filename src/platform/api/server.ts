@@ -243,6 +243,15 @@ export function buildServer(deps: ServerDeps): { app: OpenAPIHono<ApiEnv>; apps:
     return new Response(stream, { status: 200, headers: { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' } }) as never;
   });
 
+  app.openapi(on(routes.changeEnvironment), async (c) => {
+    const { env } = c.req.valid('param');
+    const change = c.req.valid('json');
+    const owned = await ownedApp(c);
+    await deploysOf().service.changeEnvironment(owned, env, change);
+    const rendered = await apps.render(owned);
+    return c.json(rendered.environments.find((e) => e.name === env)!, 200);
+  });
+
   async function ownedDeployment(c: Context<ApiEnv>) {
     const app = await ownedApp(c);
     const id = c.req.param('id');

@@ -238,6 +238,13 @@ export class Store {
     );
   }
 
+  async changeEnvironment(environmentId: string, change: { branch?: string; replicas?: number }): Promise<void> {
+    await this.db.query(
+      'UPDATE environments SET branch = COALESCE($2, branch), replicas = COALESCE($3, replicas) WHERE id = $1',
+      [environmentId, change.branch ?? null, change.replicas ?? null],
+    );
+  }
+
   async envVars(environmentId: string): Promise<Record<string, string>> {
     const { rows } = await this.db.query<{ name: string; value: string }>(
       'SELECT name, value FROM env_vars WHERE environment_id = $1 ORDER BY name',

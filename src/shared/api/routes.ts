@@ -274,6 +274,21 @@ export const getRuntimeLogs = define('read', {
   },
 });
 
+export const changeEnvironment = define('write', {
+  method: 'patch',
+  path: '/v1/apps/{slug}/environments/{env}',
+  summary: "Change an environment's branch (used from the next deploy) or replicas (applied now when it runs)",
+  request: { params: s.environmentParams, body: { content: json(s.changeEnvironmentBody), required: true } },
+  responses: {
+    200: { description: 'Changed', content: json(s.environment) },
+    400: errors[400],
+    401: errors[401],
+    403: errors[403],
+    404: errors[404],
+    413: errors[413],
+  },
+});
+
 /** The JSON routes, in the order the server registers them. */
 export const apiRoutes = [
   getHealth,
@@ -298,6 +313,7 @@ export const apiRoutes = [
   listEnvVars,
   changeEnvVars,
   getRuntimeLogs,
+  changeEnvironment,
 ] as const;
 
 /**

@@ -95,6 +95,8 @@ export const environment = z
     branch: z.string(),
     database: z.object({ name: z.string(), role: z.string(), host: z.string(), port: z.number().int() }),
     media: z.object({ bucket: z.string(), prefix: z.string(), endpoint: z.string(), publicUrl: z.string() }),
+    /** How many tasks serve the environment (test defaults to 1; live is configurable). */
+    replicas: z.number().int(),
     createdAt: z.string().datetime(),
   })
   .openapi('Environment');
@@ -227,3 +229,15 @@ export const runtimeLogsQuery = z.object({
     .optional()
     .openapi({ param: { name: 'tail', in: 'query' } }),
 });
+
+export const branchName = z
+  .string()
+  .max(200)
+  .regex(/^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)[A-Za-z0-9._/-]+(?<!\.lock)(?<![./])$/, 'must be a git branch name');
+
+export const changeEnvironmentBody = z
+  .strictObject({
+    branch: branchName.optional(),
+    replicas: z.number().int().min(1).max(20).optional(),
+  })
+  .openapi('ChangeEnvironmentBody');

@@ -19,7 +19,7 @@ import { ApiError } from '../errors.js';
 import type { AppRow, EnvironmentRow, Store } from '../store.js';
 import { BuildError, buildAppImage } from './builder.js';
 import { DeploymentStore, type DeploymentRow } from './deployment-store.js';
-import { deployEnvironment, environmentServiceName, environmentServiceSpec, runReleaseJob } from './runtime.js';
+import { deployEnvironment, environmentServiceName, environmentServiceSpec, runReleaseJob, scaleEnvironment } from './runtime.js';
 import { reloadRouter } from '../../../services/platform/swarm.js';
 
 export interface DeployDeps {
@@ -161,6 +161,15 @@ export class DeployService {
       out.end();
     });
     return Readable.toWeb(out) as unknown as ReadableStream<Uint8Array>;
+  }
+
+  /** Replicas apply at once to a running environment (Swarm scales it); a branch applies at the next deploy. */
+  async changeEnvironment(app: AppRow, envName: EnvironmentName, change: { branch?: string; replicas?: number }): Promise<void> {
+    const env = await this.environment(app, envName);
+    await this.deps.store.changeEnvironment(env.id, change);
+    if (change.replicas !== undefined && (await this.deps.deployments.succeeded(env.id)).length > 0) {
+      await scaleEnvironment(this.deps.docker, this.deps.config.name, app.slug, envName, change.replicas);
+    }
   }
 
   /** At API start: deployments a restart interrupted are marked failed, never left "running". */
