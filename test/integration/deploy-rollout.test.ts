@@ -179,6 +179,30 @@ describeWithDocker('rollouts through the router', () => {
     expect(log.stdout).toMatch(/Deployment failed: the new release did not become healthy/);
   });
 
+  it('a deployed environment with no task running answers a short 503 page, and serves again once one runs', { timeout: 300_000 }, async () => {
+    const service = `${platform().name}-app-${slug}-test`;
+    const scale = (replicas: number) => execa('docker', ['service', 'scale', '--detach', `${service}=${replicas}`]);
+    /** The first answer with `status` within 30 s (the task stops after a grace period; nginx may hold an old lookup for 3 s). */
+    const awaitStatus = async (status: number) => {
+      let answer = await health('test');
+      for (let attempt = 0; attempt < 60 && answer.status !== status; attempt++) {
+        await sleep(500);
+        answer = await health('test');
+      }
+      return answer;
+    };
+    await scale(0);
+    try {
+      const answer = await awaitStatus(503);
+      expect(answer.status, answer.body).toBe(503);
+      expect(answer.contentType).toMatch(/^text\/html/);
+      expect(answer.body).toContain(`${host('test')} is not answering right now`);
+    } finally {
+      await scale(1);
+    }
+    expect((await awaitStatus(200)).status).toBe(200);
+  });
+
   it('django: test, then live on the same image; /healthz through the router says each stage', { timeout: 1_200_000 }, async () => {
     const created = await divio(['project', 'create', djangoSlug, '--boilerplate', 'django'], { cwd: parent, env });
     expect(created.exitCode, created.stderr).toBe(0);
