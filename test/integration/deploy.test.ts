@@ -9,6 +9,7 @@ import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { divio, json } from '../helpers/cli.js';
 import { describeWithDocker } from '../helpers/docker.js';
@@ -17,16 +18,26 @@ import { createUser, request } from '../helpers/api.js';
 import { docker } from '../../src/core/docker.js';
 
 /** GET through the router with the environment's Host header (Node cannot resolve .localhost). */
-function viaRouter(port: number, host: string, path: string): Promise<{ status: number; body: string }> {
+function viaRouter(
+  port: number,
+  host: string,
+  path: string,
+  options: { method?: string; body?: Buffer; headers?: Record<string, string>; raw?: boolean } = {},
+): Promise<{ status: number; body: string; buffer?: Buffer }> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port, path, headers: { host: `${host}:${port}` } }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
+    const req = httpRequest(
+      { host: '127.0.0.1', port, path, method: options.method ?? 'GET', headers: { host: `${host}:${port}`, ...options.headers } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => {
+          const buffer = Buffer.concat(chunks);
+          resolve({ status: res.statusCode ?? 0, body: buffer.toString('utf8'), ...(options.raw ? { buffer } : {}) });
+        });
+      },
+    );
     req.on('error', reject);
-    req.end();
+    req.end(options.body);
   });
 }
 
@@ -65,6 +76,32 @@ describeWithDocker('deploys', () => {
     const answer = await health('test');
     expect(answer.status).toBe(200);
     expect(JSON.parse(answer.body)).toMatchObject({ stage: 'test', database: 'ok' });
+  });
+
+  it('media on test goes to its own bucket through DEFAULT_STORAGE_DSN and is served back byte-identical', async () => {
+    const data = randomBytes(40_000);
+    const name = `probe-${randomBytes(3).toString('hex')}.bin`;
+    const boundary = `----divio${randomBytes(8).toString('hex')}`;
+    const body = Buffer.concat([
+      Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${name}"\r\nContent-Type: application/octet-stream\r\n\r\n`),
+      data,
+      Buffer.from(`\r\n--${boundary}--\r\n`),
+    ]);
+    const posted = await viaRouter(platform().port, `test-${slug}.localhost`, '/upload', {
+      method: 'POST',
+      body,
+      headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
+    });
+    expect([200, 201, 302, 303], posted.body).toContain(posted.status);
+    const page = (await viaRouter(platform().port, `test-${slug}.localhost`, '/')).body;
+    const link = page.match(new RegExp(`href="([^"]*${name.replace('.', '\\.')})"`))?.[1];
+    expect(link, 'the page links the upload').toBeTruthy();
+    const url = new URL(link!);
+    expect(url.host).toBe(`s3.localhost:${platform().port}`);
+    expect(url.pathname.startsWith(`/${slug}-test/`)).toBe(true);
+    const back = await viaRouter(platform().port, url.hostname, url.pathname, { raw: true });
+    expect(back.status).toBe(200);
+    expect(back.buffer!.equals(data)).toBe(true);
   });
 
   it('live needs confirmation; with --yes it reuses the very image test runs', async () => {
