@@ -51,6 +51,22 @@ type Queryable = Pick<pg.Pool, 'query'>;
 export class Store {
   constructor(readonly db: pg.Pool) {}
 
+  /** Run `work` in one transaction: committed when it returns, rolled back when it throws. */
+  private async transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.db.connect();
+    try {
+      await client.query('BEGIN');
+      const result = await work(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
   async tokenWithUser(id: string): Promise<{ token: TokenRow; user: UserRow } | undefined> {
     const { rows } = await this.db.query(
       `SELECT row_to_json(t.*) AS token, row_to_json(u.*) AS user
@@ -111,27 +127,16 @@ export class Store {
     operator: boolean,
     token: { id: string; hash: string; scope: TokenScope },
   ): Promise<{ user: UserRow; token: TokenRow } | undefined> {
-    const client = await this.db.connect();
-    try {
-      await client.query('BEGIN');
+    return this.transaction(async (client) => {
       const inserted = await client.query<UserRow>(
         'INSERT INTO users (name, operator) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING *',
         [name, operator],
       );
       const user = inserted.rows[0];
-      if (!user) {
-        await client.query('ROLLBACK');
-        return undefined;
-      }
+      if (!user) return undefined;
       const tokenRow = await this.insertToken(client, { ...token, userId: user.id });
-      await client.query('COMMIT');
       return { user, token: tokenRow };
-    } catch (error) {
-      await client.query('ROLLBACK');
-      throw error;
-    } finally {
-      client.release();
-    }
+    });
   }
 
   /**
@@ -139,9 +144,7 @@ export class Store {
    * bootstrap tokens from earlier starts stop working.
    */
   async ensureOperator(name: string, token: { id: string; hash: string }): Promise<void> {
-    const client = await this.db.connect();
-    try {
-      await client.query('BEGIN');
+    await this.transaction(async (client) => {
       const { rows } = await client.query<UserRow>(
         `INSERT INTO users (name, operator) VALUES ($1, true)
          ON CONFLICT (name) DO UPDATE SET operator = true RETURNING *`,
@@ -158,13 +161,7 @@ export class Store {
           WHERE user_id = $1 AND bootstrap AND id <> $2 AND revoked_at IS NULL`,
         [user.id, token.id],
       );
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK');
-      throw error;
-    } finally {
-      client.release();
-    }
+    });
   }
 
   async listApps(ownerId: string): Promise<AppRow[]> {
@@ -196,33 +193,24 @@ export class Store {
     boilerplate: string | null,
     environments: Omit<EnvironmentRow, 'id' | 'app_id' | 'created_at' | 'secret_key' | 'replicas'>[],
   ): Promise<AppRow | undefined> {
-    const client = await this.db.connect();
-    try {
-      await client.query('BEGIN');
+    const appId = await this.transaction(async (client) => {
       const inserted = await client.query<{ id: string }>(
         `INSERT INTO apps (slug, owner_id, boilerplate) VALUES ($1, $2, $3)
          ON CONFLICT (slug) DO NOTHING RETURNING id`,
         [slug, ownerId, boilerplate],
       );
-      const appId = inserted.rows[0]?.id;
-      if (!appId) {
-        await client.query('ROLLBACK');
-        return undefined;
-      }
+      const id = inserted.rows[0]?.id;
+      if (!id) return undefined;
       for (const env of environments) {
         await client.query(
           `INSERT INTO environments (app_id, name, branch, db_name, db_role, db_password, media_bucket, media_prefix)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-          [appId, env.name, env.branch, env.db_name, env.db_role, env.db_password, env.media_bucket, env.media_prefix],
+          [id, env.name, env.branch, env.db_name, env.db_role, env.db_password, env.media_bucket, env.media_prefix],
         );
       }
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK');
-      throw error;
-    } finally {
-      client.release();
-    }
+      return id;
+    });
+    if (!appId) return undefined;
     const { rows } = await this.db.query(`${APP_SELECT} WHERE a.slug = $1`, [slug]);
     return rows[0];
   }
@@ -255,9 +243,7 @@ export class Store {
 
   /** Sets and unsets in one transaction: a reader sees all of the change or none of it. */
   async changeEnvVars(environmentId: string, set: Record<string, string>, unset: string[]): Promise<void> {
-    const client = await this.db.connect();
-    try {
-      await client.query('BEGIN');
+    await this.transaction(async (client) => {
       if (unset.length) await client.query('DELETE FROM env_vars WHERE environment_id = $1 AND name = ANY($2::text[])', [environmentId, unset]);
       for (const [name, value] of Object.entries(set)) {
         await client.query(
@@ -266,13 +252,7 @@ export class Store {
           [environmentId, name, value],
         );
       }
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK');
-      throw error;
-    } finally {
-      client.release();
-    }
+    });
   }
 
   async deleteApp(appId: string): Promise<void> {

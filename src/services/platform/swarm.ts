@@ -316,13 +316,38 @@ function demux(buffer: Buffer): string {
 }
 
 /**
+ * Run in the router's container: check the configuration, have nginx reload it, and return only
+ * once the workers of the old configuration have stopped taking connections. `nginx -s reload`
+ * itself returns as soon as the signal is sent, and the master waits at least 100 ms (longer on a
+ * busy host) before it retires the old workers, so a deployment that said "Deployed" at once could
+ * still be answered by the old configuration. Exit 2: the configuration is refused (nothing was
+ * reloaded); exit 3: the old workers still took connections after 10 s.
+ */
+const RELOAD_ROUTER_SCRIPT = [
+  'workers() { for p in /proc/[0-9]*; do [ "$(tr "\\0" " " 2>/dev/null < "$p/cmdline")" = "nginx: worker process " ] && echo "${p#/proc/}"; done; }',
+  'nginx -t -q || exit 2',
+  'old=$(workers)',
+  'nginx -s reload || exit $?',
+  'i=0',
+  'while [ $i -lt 500 ]; do',
+  '  left=',
+  '  for pid in $old; do [ "$(tr "\\0" " " 2>/dev/null < "/proc/$pid/cmdline")" = "nginx: worker process " ] && left=1; done',
+  '  [ -z "$left" ] && exit 0',
+  '  sleep 0.02',
+  '  i=$((i + 1))',
+  'done',
+  'echo "the old nginx workers still take connections 10 s after the reload" >&2',
+  'exit 3',
+].join('\n');
+
+/**
  * Make the router read DATA/router/apps/*.conf again (`nginx -s reload` in each running task on
  * this engine). For app routes written there; the main configuration changes restart the router.
  */
 export async function reloadRouter(service: string): Promise<number> {
   const containers = await serviceContainers(service);
   for (const info of containers) {
-    const exec = await docker().getContainer(info.Id).exec({ Cmd: ['nginx', '-s', 'reload'], AttachStdout: true, AttachStderr: true });
+    const exec = await docker().getContainer(info.Id).exec({ Cmd: ['sh', '-c', RELOAD_ROUTER_SCRIPT], AttachStdout: true, AttachStderr: true });
     const stream = await exec.start({});
     await new Promise<void>((resolve) => {
       stream.on('end', resolve);
@@ -332,9 +357,12 @@ export async function reloadRouter(service: string): Promise<number> {
     });
     const result = await exec.inspect();
     if (result.ExitCode !== 0) {
-      throw new DivioError(`the router rejected its configuration (nginx -s reload exited ${result.ExitCode})`, {
-        hint: `Check the files under the data directory's router/apps/ (\`docker exec ${info.Id.slice(0, 12)} nginx -t\` shows the error).`,
-      });
+      throw new DivioError(
+        result.ExitCode === 2
+          ? 'the router refused its new configuration (nginx -t failed) and keeps serving the previous one'
+          : `the router did not take up its new configuration (reload exited ${result.ExitCode})`,
+        { hint: `Check the files under the data directory's router/apps/ (\`docker exec ${info.Id.slice(0, 12)} nginx -t\` shows the error).` },
+      );
     }
   }
   return containers.length;
