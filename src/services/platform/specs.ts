@@ -7,7 +7,6 @@
 import type Docker from 'dockerode';
 import { createHash } from 'node:crypto';
 import {
-  API_PORT,
   CONTAINER_PATHS,
   REGISTRY_PORT,
   S3_PORT,

@@ -51,7 +51,7 @@ export function renderTemplate(template: string, values: Record<string, string>,
     /^\{\{#(\w+)\}\}\n([\s\S]*?)^\{\{\/\1\}\}\n/gm,
     (_, name: string, inner: string) => (sections[name] ? inner : ''),
   );
-  return withSections.replace(/\{\{(\w+)\}\}/g, (match, name: string) => {
+  return withSections.replace(/\{\{(\w+)\}\}/g, (_, name: string) => {
     const value = values[name];
     if (value === undefined) throw new Error(`template value ${name} is missing`);
     return value;
