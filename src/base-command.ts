@@ -28,6 +28,9 @@ export abstract class BaseCommand extends Command {
   }
 }
 
+/** The platform environment a command acts on. */
+export const environmentFlag = Flags.string({ char: 'e', description: 'test or live', options: ['test', 'live'], default: 'test' });
+
 /** Flags of every command that acts on one project. */
 export const projectFlags = {
   app: Flags.string({

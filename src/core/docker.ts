@@ -73,3 +73,34 @@ export async function composeContainers(project: string, service?: string): Prom
 export async function runningServiceContainer(project: string, service: string): Promise<ServiceContainer | undefined> {
   return (await composeContainers(project, service)).find((c) => c.state === 'running');
 }
+
+export interface DockerFrame {
+  stream: 'stdout' | 'stderr';
+  data: Buffer;
+}
+
+/**
+ * Docker's multiplexed output of a container without a TTY (logs, exec): 8-byte frame headers
+ * (stream type, three zero bytes, big-endian length). Bytes that are not framed — a TTY's output,
+ * or what follows the last whole frame — count as stdout.
+ */
+export function demuxFrames(buffer: Buffer): DockerFrame[] {
+  const frames: DockerFrame[] = [];
+  let offset = 0;
+  while (offset + 8 <= buffer.length && buffer[offset]! <= 2 && buffer[offset + 1] === 0) {
+    const size = buffer.readUInt32BE(offset + 4);
+    frames.push({ stream: buffer[offset] === 2 ? 'stderr' : 'stdout', data: buffer.subarray(offset + 8, offset + 8 + size) });
+    offset += 8 + size;
+  }
+  if (offset < buffer.length) frames.push({ stream: 'stdout', data: buffer.subarray(offset) });
+  return frames;
+}
+
+/** Both streams of multiplexed output, in order, as one buffer. */
+export function demuxToBuffer(buffer: Buffer): Buffer {
+  return Buffer.concat(demuxFrames(buffer).map((f) => f.data));
+}
+
+export function demuxToText(buffer: Buffer): string {
+  return demuxToBuffer(buffer).toString('utf8');
+}

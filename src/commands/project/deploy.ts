@@ -4,7 +4,7 @@ import { ApiClient } from '../../core/api-client.js';
 import { confirmOverwrite } from '../../core/confirm.js';
 import type { Deployment } from '../../shared/api/schemas.js';
 import { appSlug } from '../../services/project/app-ref.js';
-import { deploy, deploymentFailed } from '../../services/project/deploy.js';
+import { deploy } from '../../services/project/deploy.js';
 
 export default class ProjectDeploy extends BaseCommand {
   static override summary = "Deploy an environment's branch head: build once, release, roll out";
@@ -39,9 +39,7 @@ export default class ProjectDeploy extends BaseCommand {
     });
     if (flags['no-wait']) {
       this.log(`Deployment ${result.id} of ${slug} to ${environment} started; follow it with: divio project deploy-log ${result.id} --app ${slug}`);
-      return result;
     }
-    if (result.state !== 'succeeded') throw deploymentFailed(result);
     return result;
   }
 }

@@ -5,7 +5,7 @@ import { confirmOverwrite } from '../../core/confirm.js';
 import * as routes from '../../shared/api/routes.js';
 import type { Deployment } from '../../shared/api/schemas.js';
 import { appSlug } from '../../services/project/app-ref.js';
-import { deploymentFailed, followLog } from '../../services/project/deploy.js';
+import { followDeployment } from '../../services/project/deploy.js';
 
 export default class ProjectRollback extends BaseCommand {
   static override summary = "Serve an earlier successful deployment's image again (default: the one before the current)";
@@ -32,9 +32,6 @@ export default class ProjectRollback extends BaseCommand {
       body: args.deployment ? { deployment: args.deployment } : {},
     });
     const logStream = this.jsonEnabled() ? this.io.stderr : this.io.stdout;
-    await followLog(client, slug, started.id, (line) => logStream.write(`${line}\n`));
-    const result = await client.call(routes.getDeployment, { params: { slug, id: started.id } });
-    if (result.state !== 'succeeded') throw deploymentFailed(result);
-    return result;
+    return followDeployment(client, slug, started.id, (line) => logStream.write(`${line}\n`));
   }
 }

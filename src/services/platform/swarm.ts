@@ -3,7 +3,7 @@
  * network, secrets, services and their tasks.
  */
 import type Docker from 'dockerode';
-import { docker } from '../../core/docker.js';
+import { demuxToText, docker } from '../../core/docker.js';
 import { DivioError, ExitCode } from '../../core/errors.js';
 import { LABEL_PLATFORM, LABEL_SECRET_KIND, LABEL_SPEC_HASH } from './specs.js';
 
@@ -297,23 +297,13 @@ export async function serviceContainers(service: string): Promise<Docker.Contain
 export async function containerLogTail(containerId: string, lines = 20): Promise<string | undefined> {
   try {
     const buffer = (await docker().getContainer(containerId).logs({ stdout: true, stderr: true, tail: lines })) as unknown as Buffer;
-    const text = demux(buffer).trim();
+    const text = demuxToText(buffer).trim();
     return text || undefined;
   } catch {
     return undefined;
   }
 }
 
-function demux(buffer: Buffer): string {
-  const parts: Buffer[] = [];
-  let offset = 0;
-  while (offset + 8 <= buffer.length && (buffer[offset] === 1 || buffer[offset] === 2) && buffer[offset + 1] === 0) {
-    const size = buffer.readUInt32BE(offset + 4);
-    parts.push(buffer.subarray(offset + 8, offset + 8 + size));
-    offset += 8 + size;
-  }
-  return parts.length > 0 ? Buffer.concat(parts).toString('utf8') : buffer.toString('utf8');
-}
 
 /**
  * Run in the router's container: check the configuration, have nginx reload it, and return only

@@ -22,8 +22,15 @@ export async function deploy(client: ApiClient, options: DeployOptions): Promise
     body: options.commit ? { commit: options.commit } : {},
   });
   if (!options.wait) return started;
-  await followLog(client, options.slug, started.id, options.onLog);
-  return client.call(routes.getDeployment, { params: { slug: options.slug, id: started.id } });
+  return followDeployment(client, options.slug, started.id, options.onLog);
+}
+
+/** Print a deployment's log until it ends; its final record when it succeeded, else the error to show. */
+export async function followDeployment(client: ApiClient, slug: string, id: string, onLog: (line: string) => void): Promise<Deployment> {
+  await followLog(client, slug, id, onLog);
+  const final = await client.call(routes.getDeployment, { params: { slug, id } });
+  if (final.state !== 'succeeded') throw deploymentFailed(final);
+  return final;
 }
 
 export async function followLog(client: ApiClient, slug: string, id: string, onLog: (line: string) => void, follow = true): Promise<void> {

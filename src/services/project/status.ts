@@ -7,11 +7,8 @@ import { composeContainers, dockerAnswers } from '../../core/docker.js';
 import type { Project } from '../../core/project.js';
 import { localDomain } from './compose-file.js';
 import { webUrl } from './local-environment.js';
-import { ApiClient } from '../../core/api-client.js';
 import { currentCredentials, normaliseEndpoint } from '../../core/credentials.js';
 import { errorMessage } from '../../core/errors.js';
-import * as routes from '../../shared/api/routes.js';
-import { ENVIRONMENT_NAMES } from '../../shared/api/schemas.js';
 
 export type LocalState = 'running' | 'starting' | 'unhealthy' | 'stopped' | 'partial' | 'docker-unavailable';
 
@@ -43,6 +40,12 @@ export async function projectStatus(project: Project, env: NodeJS.ProcessEnv = p
 
 /** test and live as the platform reports them: URL, what serves there, the latest deployment. */
 export async function platformStatus(slug: string, endpoint: string, env: NodeJS.ProcessEnv): Promise<EnvironmentStatus[]> {
+  // Loaded only for projects on a platform: the API's schemas are not needed for the local view.
+  const [{ ApiClient }, routes, { ENVIRONMENT_NAMES }] = await Promise.all([
+    import('../../core/api-client.js'),
+    import('../../shared/api/routes.js'),
+    import('../../shared/api/schemas.js'),
+  ]);
   const unknown = (error: string): EnvironmentStatus[] =>
     ENVIRONMENT_NAMES.map((name) => ({ name, url: null, state: 'unknown', error }));
   const credentials = await currentCredentials(env).catch(() => undefined);

@@ -9,7 +9,7 @@ import { probeHttp } from '../../core/http-probe.js';
 import type { IO } from '../../core/io.js';
 import { findFreePort, isPortFree } from '../../core/ports.js';
 import { readLocalState, writeLocalState } from '../../core/project.js';
-import { docker, runningServiceContainer } from '../../core/docker.js';
+import { demuxToText, docker, runningServiceContainer } from '../../core/docker.js';
 import { syncComposeFile, localDomain, type ComposeFileStatus } from './compose-file.js';
 import {
   publishedWebPort,
@@ -161,14 +161,3 @@ async function recentLogs(local: LocalEnvironment, service: string): Promise<str
     .join('\n');
 }
 
-/** Docker's multiplexed log format (8-byte frame headers) to plain text. */
-export function demuxToText(buffer: Buffer): string {
-  const parts: Buffer[] = [];
-  let offset = 0;
-  while (offset + 8 <= buffer.length && (buffer[offset] === 1 || buffer[offset] === 2) && buffer[offset + 1] === 0) {
-    const size = buffer.readUInt32BE(offset + 4);
-    parts.push(buffer.subarray(offset + 8, offset + 8 + size));
-    offset += 8 + size;
-  }
-  return parts.length > 0 ? Buffer.concat(parts).toString('utf8') : buffer.toString('utf8');
-}

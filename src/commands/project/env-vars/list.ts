@@ -1,10 +1,7 @@
-import { Flags } from '@oclif/core';
-import { BaseCommand, projectFlags } from '../../../base-command.js';
+import { BaseCommand, environmentFlag, projectFlags } from '../../../base-command.js';
 import { ApiClient } from '../../../core/api-client.js';
 import { appSlug } from '../../../services/project/app-ref.js';
 import { listEnvVars } from '../../../services/project/env-vars.js';
-
-export const environmentFlag = Flags.string({ char: 'e', description: 'test or live', options: ['test', 'live'], default: 'test' });
 
 export default class EnvVarsList extends BaseCommand {
   static override summary = "List an environment's variables (set with `env-vars set`)";

@@ -1,11 +1,9 @@
 import { Args } from '@oclif/core';
-import { BaseCommand, projectFlags } from '../../../base-command.js';
+import { BaseCommand, environmentFlag, projectFlags } from '../../../base-command.js';
 import { ApiClient } from '../../../core/api-client.js';
 import type { EnvVarsChanged } from '../../../shared/api/schemas.js';
 import { appSlug } from '../../../services/project/app-ref.js';
-import { changeEnvVars } from '../../../services/project/env-vars.js';
-import { environmentFlag } from './list.js';
-import { applied } from './set.js';
+import { changeEnvVars, reportEnvVarsChange } from '../../../services/project/env-vars.js';
 
 export default class EnvVarsUnset extends BaseCommand {
   static override summary = 'Remove variables from test or live; a running environment is redeployed without them';
@@ -20,6 +18,6 @@ export default class EnvVarsUnset extends BaseCommand {
     const slug = await appSlug({ app: flags.app });
     const client = await ApiClient.fromCredentials();
     const result = await changeEnvVars(client, slug, flags.environment as 'test' | 'live', { unset: argv as string[] });
-    return applied(this.io, this.jsonEnabled(), client, slug, result);
+    return reportEnvVarsChange(this.io, this.jsonEnabled(), client, slug, result);
   }
 }

@@ -4,6 +4,7 @@
  * route ENV-SLUG.DOMAIN to it. Each step's output goes to the deployment's log as it happens; any
  * failure ends the deployment with its reason while the previous release keeps serving.
  */
+import { demuxToBuffer } from '../../../core/docker.js';
 import { randomBytes } from 'node:crypto';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { PassThrough, Readable } from 'node:stream';
@@ -150,7 +151,7 @@ export class DeployService {
       timestamps: false,
     } as never)) as unknown as (NodeJS.ReadableStream & { destroy?: () => void }) | Buffer;
     // Without follow the engine's answer arrives whole, as a buffer of frames.
-    if (Buffer.isBuffer(raw)) return Readable.toWeb(Readable.from([demuxFrames(raw)])) as unknown as ReadableStream<Uint8Array>;
+    if (Buffer.isBuffer(raw)) return Readable.toWeb(Readable.from([demuxToBuffer(raw)])) as unknown as ReadableStream<Uint8Array>;
     const out = new PassThrough();
     // No TTY: the engine multiplexes stdout and stderr with 8-byte frame headers.
     this.deps.docker.modem.demuxStream(raw, out, out);
@@ -382,17 +383,6 @@ server {
 `;
 }
 
-/** Docker's multiplexed output (8-byte header: stream type, 3 zero bytes, big-endian length) to plain bytes. */
-export function demuxFrames(buffer: Buffer): Buffer {
-  const parts: Buffer[] = [];
-  let offset = 0;
-  while (offset + 8 <= buffer.length) {
-    const size = buffer.readUInt32BE(offset + 4);
-    parts.push(buffer.subarray(offset + 8, offset + 8 + size));
-    offset += 8 + size;
-  }
-  return Buffer.concat(parts);
-}
 
 function withoutReserved(variables: Record<string, string>): Record<string, string> {
   return Object.fromEntries(Object.entries(variables).filter(([name]) => !(RESERVED_VARIABLES as readonly string[]).includes(name)));

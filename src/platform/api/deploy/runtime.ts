@@ -6,6 +6,7 @@
  * Variables may hold passwords: their values go into specs and nowhere else (never into logs,
  * errors or outcomes).
  */
+import { demuxFrames, type DockerFrame } from '../../../core/docker.js';
 import type Docker from 'dockerode';
 import { createHash, randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
@@ -423,23 +424,10 @@ async function logTaskOutput(docker: Docker, task: Task, log: Log, lines = 20): 
   }
 }
 
-interface LogFrame {
-  stream: 'stdout' | 'stderr';
-  data: Buffer;
-}
-
-/** Docker's multiplexed log format (8-byte frame headers) as frames; anything else is stdout. */
-function demuxLogs(output: unknown): LogFrame[] {
+/** Docker's multiplexed log format as frames (see demuxFrames); anything else is stdout. */
+function demuxLogs(output: unknown): DockerFrame[] {
   const buffer = Buffer.isBuffer(output) ? output : Buffer.from(typeof output === 'string' ? output : '', 'utf8');
-  const frames: LogFrame[] = [];
-  let offset = 0;
-  while (offset + 8 <= buffer.length && buffer[offset]! <= 2 && buffer[offset + 1] === 0) {
-    const size = buffer.readUInt32BE(offset + 4);
-    frames.push({ stream: buffer[offset] === 2 ? 'stderr' : 'stdout', data: buffer.subarray(offset + 8, offset + 8 + size) });
-    offset += 8 + size;
-  }
-  if (offset < buffer.length) frames.push({ stream: 'stdout', data: buffer.subarray(offset) });
-  return frames;
+  return demuxFrames(buffer);
 }
 
 // ---- scale and remove --------------------------------------------------------------------------
