@@ -2,11 +2,15 @@
  * The CLI's client of the platform API, typed by and validated against the same route objects the
  * server registers (src/shared/api/routes.ts): a change to a schema changes both sides at once.
  */
+import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { Readable } from 'node:stream';
 import type { z } from 'zod';
 import type { RouteConfig } from '@hono/zod-openapi';
 import { errorEnvelope } from '../shared/api/schemas.js';
 import { DivioError, ExitCode } from './errors.js';
 import { requireCredentials, type Credentials } from './credentials.js';
+import { localhostLookup } from './localhost-lookup.js';
 
 type JsonSchemaOf<T> = T extends { content: { 'application/json': { schema: infer S extends z.ZodType } } } ? S : never;
 type SuccessStatus<R extends RouteConfig> = Extract<keyof R['responses'], 200 | 201 | 202 | 204>;
@@ -72,13 +76,85 @@ export class ApiClient {
     return this.send(route, input, { accept: 'text/plain', timeoutMs: undefined });
   }
 
+  /**
+   * A route whose answer is a byte stream of any size (a database dump): Node's HTTP client, so the
+   * body streams with back-pressure into wherever it goes. Errors come back as for `call`.
+   */
+  async download<R extends RouteConfig>(
+    route: R,
+    input: CallInput<R>,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<{ body: IncomingMessage; headers: IncomingHttpHeaders }> {
+    const response = await this.nodeRequest(route, input, { accept: 'application/octet-stream', signal: options.signal });
+    if ((response.statusCode ?? 0) >= 300) throw await nodeError(response, this.endpoint);
+    return { body: response, headers: response.headers };
+  }
+
+  /** A route whose request body is a byte stream of any size (a database dump); the answer is JSON. */
+  async upload<R extends RouteConfig>(
+    route: R,
+    input: CallInput<R>,
+    body: Readable,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<ResponseOf<R>> {
+    const response = await this.nodeRequest(route, input, { accept: 'application/json', signal: options.signal, body });
+    const status = response.statusCode ?? 0;
+    if (status >= 300) throw await nodeError(response, this.endpoint);
+    const schema = successSchema(route, status);
+    const text = await readText(response);
+    if (!schema) return undefined as ResponseOf<R>;
+    const parsed = schema.safeParse(parseJson(text));
+    if (!parsed.success) {
+      throw new DivioError(`The platform at ${this.endpoint} gave an answer this divio does not understand`, {
+        hint: 'The platform and the CLI may be different versions; update the older one.',
+      });
+    }
+    return parsed.data as ResponseOf<R>;
+  }
+
+  private nodeRequest<R extends RouteConfig>(
+    route: R,
+    input: CallInput<R>,
+    options: { accept: string; signal?: AbortSignal; body?: Readable },
+  ): Promise<IncomingMessage> {
+    const url = new URL(this.url(route, input));
+    const headers: Record<string, string> = { accept: options.accept };
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    if (options.body) headers['content-type'] = 'application/octet-stream';
+    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    return new Promise((resolve, reject) => {
+      const req = send(url, { method: route.method.toUpperCase(), headers, signal: options.signal, lookup: localhostLookup }, resolve);
+      req.on('error', (error) => {
+        reject(
+          options.signal?.aborted
+            ? options.signal.reason
+            : new DivioError(`The connection to the platform at ${this.endpoint} failed: ${error.message}`, {
+                exitCode: ExitCode.environment,
+                hint: 'Check the endpoint and that the platform runs (`divio platform status` on its host); then try again.',
+                cause: error,
+              }),
+        );
+      });
+      if (!options.body) {
+        req.end();
+        return;
+      }
+      options.body.on('error', (error) => req.destroy(error));
+      options.body.pipe(req);
+    });
+  }
+
+  private url<R extends RouteConfig>(route: R, input: CallInput<R>): string {
+    const query = input.query ? `?${new URLSearchParams(input.query).toString()}` : '';
+    return this.endpoint.replace(/\/+$/, '') + fillPath(route.path, (input.params ?? {}) as Record<string, string>) + query;
+  }
+
   private async send<R extends RouteConfig>(
     route: R,
     input: CallInput<R>,
     options: { accept: string; timeoutMs: number | undefined },
   ): Promise<Response> {
-    const query = input.query ? `?${new URLSearchParams(input.query).toString()}` : '';
-    const url = this.endpoint.replace(/\/+$/, '') + fillPath(route.path, (input.params ?? {}) as Record<string, string>) + query;
+    const url = this.url(route, input);
     const headers: Record<string, string> = { accept: options.accept };
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     if (input.body !== undefined) headers['content-type'] = 'application/json';
@@ -116,8 +192,29 @@ function successSchema(route: RouteConfig, status: number): z.ZodType | undefine
 }
 
 async function toError(response: Response, endpoint: string): Promise<ApiRequestError> {
-  const body = errorEnvelope.safeParse(await response.json().catch(() => undefined));
-  const status = response.status;
+  return errorFrom(response.status, await response.text().catch(() => ''), endpoint);
+}
+
+async function nodeError(response: IncomingMessage, endpoint: string): Promise<ApiRequestError> {
+  return errorFrom(response.statusCode ?? 0, await readText(response).catch(() => ''), endpoint);
+}
+
+async function readText(response: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of response) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function errorFrom(status: number, text: string, endpoint: string): ApiRequestError {
+  const body = errorEnvelope.safeParse(parseJson(text));
   const message = body.success ? body.data.error.message : `The platform answered HTTP ${status}`;
   const code = body.success ? body.data.error.code : 'http_error';
   let hint = body.success ? body.data.error.hint : undefined;

@@ -55,6 +55,8 @@ export const runtimeConfigSchema = z.strictObject({
   git: z.strictObject({ root: z.string() }),
   /** The operator the CLI that ran `platform start` logs in as; only the token's hash is here. */
   operator: z.strictObject({ name: z.string(), tokenId: z.string(), tokenHash: z.string() }),
+  /** Database copies kept per environment (each import or backup restore keeps the database it replaces). */
+  backups: z.strictObject({ keep: z.number().int().min(1).max(100) }).default({ keep: 3 }),
   /** Largest JSON request body accepted, in bytes (git pushes are streamed and not limited by this). */
   bodyLimit: z.number().int().positive().default(1024 * 1024),
   listen: z.strictObject({ host: z.string(), port: z.number().int() }).default({ host: '0.0.0.0', port: 8080 }),

@@ -49,7 +49,7 @@ describe('docker-compose.yml generation', () => {
     expect(web.volumes).toEqual(['./data/media:/data/media']);
     expect(web.env_file).toBe('.env.local');
     expect(doc.services.db.image).toBe('postgres:14');
-    expect(doc.services.db.healthcheck.test).toEqual(['CMD', 'pg_isready', '-U', 'postgres', '-d', 'app']);
+    expect(doc.services.db.healthcheck.test).toEqual(['CMD', 'pg_isready', '-h', '127.0.0.1', '-U', 'postgres', '-d', 'app']);
     expect(doc.volumes).toHaveProperty('db-data');
   });
 

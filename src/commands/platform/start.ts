@@ -21,6 +21,12 @@ export default class PlatformStart extends BaseCommand {
     port: Flags.integer({ description: "the router's public port (default 8600; kept for later starts)", min: 1, max: 65535 }),
     domain: Flags.string({ description: 'apps answer at ENV-SLUG.DOMAIN (default localhost; kept for later starts)', helpValue: 'DOMAIN' }),
     name: Flags.string({ description: 'prefix of the Swarm objects (default divio)', hidden: true }),
+    'backups-keep': Flags.integer({
+      description: 'database copies kept per environment by push db and backup restores (default 3; kept for later starts)',
+      min: 1,
+      max: 100,
+      helpValue: 'N',
+    }),
     timeout: Flags.integer({ description: 'seconds to wait for every component to answer', default: 300, min: 1 }),
   };
 
@@ -31,6 +37,7 @@ export default class PlatformStart extends BaseCommand {
       port: flags.port,
       domain: flags.domain,
       name: flags.name,
+      backupsKeep: flags['backups-keep'],
       timeoutMs: flags.timeout * 1000,
     });
     const changed = result.components.filter((c) => c.action !== 'unchanged');

@@ -5,13 +5,15 @@ import type { Access } from '../../shared/api/routes.js';
 import type { TokenScope } from '../../shared/api/schemas.js';
 import { ApiError, forbidden, unauthorized } from './errors.js';
 import type { Store, TokenRow, UserRow } from './store.js';
+import type { HttpBindings } from '@hono/node-server';
 
 export interface Principal {
   user: UserRow;
   token: TokenRow;
 }
 
-export type ApiEnv = { Variables: { principal: Principal } };
+/** Node's request and response are there for the routes that stream bodies of any size. */
+export type ApiEnv = { Bindings: Partial<HttpBindings>; Variables: { principal: Principal } };
 
 /** The token from `Authorization: Bearer T` or, for git clients, `Basic base64(any:T)`. */
 export function presentedToken(header: string | undefined): string | undefined {

@@ -39,6 +39,12 @@ export class PostgresCluster implements DatabaseCluster {
     const client = await this.pool.connect();
     try {
       await client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(database)} WITH (FORCE)`);
+      // Its backups and any scratch database of an import belong to the role too, and go with it.
+      const owned = await client.query<{ datname: string }>(
+        'SELECT datname FROM pg_database WHERE datdba = (SELECT oid FROM pg_roles WHERE rolname = $1)',
+        [role],
+      );
+      for (const { datname } of owned.rows) await client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(datname)} WITH (FORCE)`);
       await client.query(`DROP ROLE IF EXISTS ${client.escapeIdentifier(role)}`);
     } finally {
       client.release();

@@ -14,6 +14,9 @@ import { Store } from './store.js';
 import { docker } from '../../core/docker.js';
 import { DeploymentStore } from './deploy/deployment-store.js';
 import { DeployService } from './deploy/deploy-service.js';
+import { ClusterDatabases } from './data/cluster-databases.js';
+import { DataStore } from './data/data-store.js';
+import { DatabaseTransfers } from './data/database-transfers.js';
 
 const log = (line: string) => console.log(`${new Date().toISOString()} ${line}`);
 
@@ -28,9 +31,17 @@ async function main(): Promise<void> {
   const media = new S3MediaStorage(config.media);
   const deployments = new DeploymentStore(pool);
   const deploy = new DeployService({ store, deployments, docker: docker(), config, gitRoot: config.git.root, log });
-  const { app, apps } = buildServer({ store, cluster, git, media, config, log, deploys: { service: deploy, store: deployments } });
+  const transfers = new DatabaseTransfers({
+    adminUrl: config.database.adminUrl,
+    store: new DataStore(pool),
+    cluster: new ClusterDatabases(config.database.adminUrl),
+    backupsKeep: config.backups.keep,
+    log,
+  });
+  const { app, apps } = buildServer({ store, cluster, git, media, config, log, transfers, deploys: { service: deploy, store: deployments } });
   await apps.recover();
   await deploy.recover();
+  await transfers.recover();
 
   // No request timeout: a large push over a slow link may take longer than Node's default 300 s.
   const server = serve({ fetch: app.fetch, hostname: config.listen.host, port: config.listen.port, serverOptions: { requestTimeout: 0 } }, (info) =>

@@ -18,7 +18,7 @@ import {
 import { writeFileAtomic } from '../../core/fs-util.js';
 import { mediaKeysFileSchema, type AccessKeyPair, type MediaKeysFile } from '../media/s3-server.js';
 import type { RuntimeConfig } from '../runtime-config.js';
-import type { MediaGrant, MediaStorage } from './parts.js';
+import type { MediaGrant, MediaStorage, TemporaryMediaGrant } from './parts.js';
 
 type MediaConfig = RuntimeConfig['media'];
 
@@ -63,6 +63,45 @@ export class S3MediaStorage implements MediaStorage {
     await this.admin.send(new ListBucketsCommand({}));
   }
 
+  /**
+   * On the embedded store: a fresh pair in the keys file with its expiry (the store refuses it
+   * after that) and, for read access, no right to change anything; expired pairs are pruned on
+   * the way. An external S3 has no such keys here: it hands out the shared pair (see the README).
+   */
+  async issueTemporaryCredentials({ bucket, access, ttlSeconds }: { bucket: string; access: 'read' | 'write'; ttlSeconds: number }): Promise<TemporaryMediaGrant> {
+    assertValidBucketName(bucket);
+    const expiresAt = new Date(Date.now() + ttlSeconds * 1000);
+    let key = this.sharedKey();
+    if (this.config.keysFile) {
+      key = await this.withKeysFile(this.config.keysFile, (file) => {
+        const now = Date.now();
+        for (const [id, entry] of Object.entries(file.keys)) {
+          const expiry = (entry as { expiresAt?: string }).expiresAt;
+          if (expiry !== undefined && Date.parse(expiry) <= now) delete file.keys[id];
+        }
+        const created = newKeyPair();
+        file.keys[created.accessKeyId] = {
+          secretAccessKey: created.secretAccessKey,
+          bucket,
+          expiresAt: expiresAt.toISOString(),
+          ...(access === 'read' ? { readOnly: true } : {}),
+        } as MediaKeysFile['keys'][string];
+        return { key: created, changed: true };
+      });
+      await this.waitUntil(key, bucket, 'accepted');
+    }
+    return {
+      endpoint: this.config.endpoint,
+      publicUrl: this.config.publicUrl,
+      region: this.config.region,
+      bucket,
+      prefix: '',
+      access,
+      expiresAt,
+      ...key,
+    };
+  }
+
   private client(credentials: AccessKeyPair): S3Client {
     return new S3Client({
       endpoint: this.config.endpoint,
@@ -104,7 +143,8 @@ export class S3MediaStorage implements MediaStorage {
   /** Reuses the bucket's pair when it has one, so provisioning twice hands out the same credentials. */
   private async grantBucketKey(keysFile: string, bucket: string): Promise<AccessKeyPair> {
     const key = await this.withKeysFile(keysFile, (file) => {
-      const existing = Object.entries(file.keys).find(([, entry]) => entry.bucket === bucket);
+      // Temporary pairs (with an expiry) handed to the CLI are never the environment's own.
+      const existing = Object.entries(file.keys).find(([, entry]) => entry.bucket === bucket && (entry as { expiresAt?: string }).expiresAt === undefined);
       if (existing) return { key: { accessKeyId: existing[0], secretAccessKey: existing[1].secretAccessKey } };
       const created = newKeyPair();
       file.keys[created.accessKeyId] = { secretAccessKey: created.secretAccessKey, bucket };

@@ -94,6 +94,40 @@ const MIGRATIONS: readonly { id: number; name: string; sql: string }[] = [
       );
     `,
   },
+  {
+    id: 4,
+    name: 'database transfers and backups',
+    sql: `
+      -- A dump streamed out (pull) or a dump streamed in and restored into a scratch database
+      -- (push) that waits for the client to confirm the digest before it is swapped in.
+      CREATE TABLE db_transfers (
+        id text PRIMARY KEY,
+        environment_id bigint NOT NULL REFERENCES environments ON DELETE CASCADE,
+        kind text NOT NULL CHECK (kind IN ('dump', 'import')),
+        state text NOT NULL CHECK (state IN ('running', 'restored', 'swapping', 'completed', 'failed')),
+        scratch_db text,
+        bytes bigint NOT NULL DEFAULT 0,
+        sha256 text,
+        error text,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        finished_at timestamptz
+      );
+      -- One import at a time per environment.
+      CREATE UNIQUE INDEX db_transfers_one_import ON db_transfers (environment_id)
+        WHERE kind = 'import' AND state IN ('running', 'restored', 'swapping');
+      CREATE INDEX db_transfers_environment ON db_transfers (environment_id, created_at DESC);
+      -- A database an import or a backup restore replaced, kept on the cluster (connections off).
+      CREATE TABLE db_backups (
+        id text PRIMARY KEY,
+        environment_id bigint NOT NULL REFERENCES environments ON DELETE CASCADE,
+        database text NOT NULL UNIQUE,
+        reason text NOT NULL CHECK (reason IN ('import', 'restore')),
+        size_bytes bigint NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX db_backups_environment ON db_backups (environment_id, created_at DESC);
+    `,
+  },
 ];
 
 const LOCK_KEY = 0x64697669; // "divi"

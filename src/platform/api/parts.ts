@@ -34,7 +34,17 @@ export interface MediaStorage {
   provision(req: { bucket: string }): Promise<MediaGrant>;
   /** Idempotent: deletes every object, the bucket and its credentials. */
   deprovision(req: { bucket: string }): Promise<void>;
+  /**
+   * A key pair for one bucket that stops working at `expiresAt` (the CLI's pull and push media).
+   * Read access refuses every change. Confined to the bucket where the store can enforce it.
+   */
+  issueTemporaryCredentials(req: { bucket: string; access: 'read' | 'write'; ttlSeconds: number }): Promise<TemporaryMediaGrant>;
   check(): Promise<void>;
+}
+
+export interface TemporaryMediaGrant extends MediaGrant {
+  access: 'read' | 'write';
+  expiresAt: Date;
 }
 
 /** Bare repositories, one per app. */

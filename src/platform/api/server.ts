@@ -23,10 +23,15 @@ import type { Store, TokenRow, UserRow } from './store.js';
 import type { DeployService } from './deploy/deploy-service.js';
 import { FINAL_STATES, renderDeployment, type DeploymentStore } from './deploy/deployment-store.js';
 import { createDeploymentBody } from '../../shared/api/schemas.js';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
+import type { DatabaseTransfers } from './data/database-transfers.js';
+import { renderBackup, renderTransfer } from './data/data-store.js';
 
 export interface ServerDeps {
   /** Absent on a platform without a runtime (and in tests of the API alone). */
   deploys?: { service: DeployService; store: DeploymentStore };
+  /** Absent on a platform without pg tools (and in tests of the API alone). */
+  transfers?: DatabaseTransfers;
   store: Store;
   cluster: DatabaseCluster;
   media: MediaStorage;
@@ -36,6 +41,13 @@ export interface ServerDeps {
 }
 
 export const OPENAPI_PATH = '/v1/openapi.json';
+/** Long enough for a large sync; the CLI asks again when a pair expires mid-way. */
+const MEDIA_CREDENTIALS_TTL_SECONDS = 3600;
+const DATABASE_IMPORT_PATH = /^\/v1\/apps\/[^/]+\/environments\/[^/]+\/database\/imports$/;
+
+function isDatabaseImport(method: string, path: string): boolean {
+  return method === 'POST' && DATABASE_IMPORT_PATH.test(path);
+}
 
 export function buildServer(deps: ServerDeps): { app: OpenAPIHono<ApiEnv>; apps: AppsService } {
   const { store } = deps;
@@ -44,7 +56,9 @@ export function buildServer(deps: ServerDeps): { app: OpenAPIHono<ApiEnv>; apps:
 
   app.onError((error, c) => errorResponse(c, error, deps.log));
   app.notFound((c) => c.json(envelope('not_found', `No route for ${c.req.method} ${c.req.path}`), 404));
-  app.use('/v1/*', bodyLimit({ maxSize: deps.config.bodyLimit, onError: () => tooLarge(deps.config.bodyLimit) }));
+  const limit = bodyLimit({ maxSize: deps.config.bodyLimit, onError: () => tooLarge(deps.config.bodyLimit) });
+  // Database imports stream dumps of any size straight into pg_restore; everything else is JSON.
+  app.use('/v1/*', (c, next) => (isDatabaseImport(c.req.method, c.req.path) ? next() : limit(c, next)));
 
   const on = <R extends (typeof routes.apiRoutes)[number]>(route: R) => ({
     ...route,
@@ -258,6 +272,101 @@ export function buildServer(deps: ServerDeps): { app: OpenAPIHono<ApiEnv>; apps:
     const row = id ? await deploysOf().store.get(id) : undefined;
     if (!row || row.app_slug !== app.slug) throw notFound('Deployment');
     return row;
+  }
+
+  const transfersOf = () => {
+    if (!deps.transfers) throw new ApiError(503, 'transfers_unavailable', 'This platform cannot move databases');
+    return deps.transfers;
+  };
+  const nodeBindings = (c: Context<ApiEnv>) => {
+    const { incoming, outgoing } = c.env ?? {};
+    if (!incoming || !outgoing) throw new ApiError(503, 'transfers_unavailable', 'Streaming needs the Node HTTP server');
+    return { incoming, outgoing };
+  };
+
+  app.openapi(on(routes.dumpDatabase), async (c) => {
+    const { env } = c.req.valid('param');
+    const { compression } = c.req.valid('query');
+    const environment = await ownedEnvironment(c, env);
+    const { outgoing } = nodeBindings(c);
+    try {
+      await transfersOf().dump(environment, outgoing, Number(compression ?? '0'));
+    } catch (error) {
+      if (!outgoing.headersSent) throw error;
+      deps.log(`dump of ${environment.db_name} failed after it started: ${(error as Error).message}`);
+      outgoing.destroy();
+    }
+    return RESPONSE_ALREADY_SENT as never;
+  });
+
+  app.openapi(on(routes.importDatabase), async (c) => {
+    const { env } = c.req.valid('param');
+    const environment = await ownedEnvironment(c, env);
+    const row = await transfersOf().receive(environment, nodeBindings(c).incoming);
+    return c.json(renderTransfer(row, env), 201);
+  });
+
+  app.openapi(on(routes.commitDatabaseImport), async (c) => {
+    const { env, id } = c.req.valid('param');
+    const environment = await ownedEnvironment(c, env);
+    const done = await transfersOf().commit(environment, id, c.req.valid('json'));
+    return c.json(
+      { transfer: renderTransfer(done.transfer, env), backup: done.backup ? renderBackup(done.backup, env) : null, pruned: done.pruned },
+      200,
+    );
+  });
+
+  app.openapi(on(routes.getDatabaseTransfer), async (c) => {
+    const { env, id } = c.req.valid('param');
+    const row = await transfersOf().transfer(await ownedEnvironment(c, env), id);
+    if (!row) throw notFound('Transfer');
+    return c.json(renderTransfer(row, env), 200);
+  });
+
+  app.openapi(on(routes.listBackups), async (c) => {
+    const { env } = c.req.valid('param');
+    const transfers = transfersOf();
+    const rows = await transfers.backups(await ownedEnvironment(c, env));
+    return c.json({ backups: rows.map((row) => renderBackup(row, env)), keep: transfers.backupsKeep }, 200);
+  });
+
+  app.openapi(on(routes.restoreBackup), async (c) => {
+    const { env, id } = c.req.valid('param');
+    const done = await transfersOf().restore(await ownedEnvironment(c, env), id);
+    return c.json(
+      { transfer: renderTransfer(done.transfer, env), backup: done.backup ? renderBackup(done.backup, env) : null, pruned: done.pruned },
+      200,
+    );
+  });
+
+  app.openapi(on(routes.issueMediaCredentials), async (c) => {
+    const { env } = c.req.valid('param');
+    const { access } = c.req.valid('json');
+    if (access === 'write' && !hasScope(principalOf(c).token.scope, 'write')) {
+      throw new ApiError(403, 'forbidden', 'This token is read-only: pushing media needs a token with the write scope');
+    }
+    const environment = await ownedEnvironment(c, env);
+    const grant = await deps.media.issueTemporaryCredentials({ bucket: environment.media_bucket, access, ttlSeconds: MEDIA_CREDENTIALS_TTL_SECONDS });
+    return c.json(
+      {
+        endpoint: grant.publicUrl,
+        region: grant.region,
+        bucket: grant.bucket,
+        prefix: environment.media_prefix || grant.prefix,
+        access: grant.access,
+        accessKeyId: grant.accessKeyId,
+        secretAccessKey: grant.secretAccessKey,
+        expiresAt: grant.expiresAt.toISOString(),
+      },
+      201,
+    );
+  });
+
+  async function ownedEnvironment(c: Context<ApiEnv>, name: string) {
+    const app = await ownedApp(c);
+    const environment = (await store.environments([app.id])).find((e) => e.name === name);
+    if (!environment) throw notFound('Environment');
+    return environment;
   }
 
   async function ownedApp(c: Context<ApiEnv>) {

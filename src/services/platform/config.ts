@@ -95,6 +95,7 @@ export function buildRuntimeConfig(settings: PlatformSettings, version = package
       routerAppsDir: CONTAINER_PATHS.routerApps,
     },
     git: { root: CONTAINER_PATHS.git },
+    ...(settings.backupsKeep !== undefined ? { backups: { keep: settings.backupsKeep } } : {}),
     operator: { name: OPERATOR_NAME, tokenId: settings.operator.tokenId, tokenHash: settings.operator.tokenHash },
   });
 }

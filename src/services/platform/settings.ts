@@ -48,6 +48,8 @@ export const settingsSchema = z.strictObject({
   }),
   operator: z.strictObject({ tokenId: z.string(), tokenHash: z.string() }).optional(),
   external: externalSchema.default({}),
+  /** Database copies kept per environment (absent: the platform's default, 3). */
+  backupsKeep: z.number().int().min(1).max(100).optional(),
 });
 
 export type PlatformSettings = z.output<typeof settingsSchema>;
@@ -120,6 +122,7 @@ export interface SettingsFlags {
   name?: string;
   domain?: string;
   port?: number;
+  backupsKeep?: number;
 }
 
 export function validateFlags(flags: SettingsFlags): void {
@@ -135,6 +138,9 @@ export function validateFlags(flags: SettingsFlags): void {
   }
   if (flags.port !== undefined && (!Number.isInteger(flags.port) || flags.port < 1 || flags.port > 65535)) {
     throw new InvalidInputError(`${flags.port} is not a TCP port`);
+  }
+  if (flags.backupsKeep !== undefined && (!Number.isInteger(flags.backupsKeep) || flags.backupsKeep < 1 || flags.backupsKeep > 100)) {
+    throw new InvalidInputError(`${flags.backupsKeep} is not a number of backups to keep`, { hint: 'Give a whole number from 1 to 100.' });
   }
 }
 
@@ -157,6 +163,7 @@ export async function resolveSettings(
         port: flags.port ?? DEFAULT_PORT,
         secrets: generateSecrets(),
         external: {},
+        ...(flags.backupsKeep !== undefined ? { backupsKeep: flags.backupsKeep } : {}),
       },
     };
   }
@@ -168,7 +175,12 @@ export async function resolveSettings(
   }
   return {
     created: false,
-    settings: { ...stored, domain: flags.domain ?? stored.domain, port: flags.port ?? stored.port },
+    settings: {
+      ...stored,
+      domain: flags.domain ?? stored.domain,
+      port: flags.port ?? stored.port,
+      ...(flags.backupsKeep !== undefined ? { backupsKeep: flags.backupsKeep } : {}),
+    },
   };
 }
 

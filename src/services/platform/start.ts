@@ -67,6 +67,8 @@ export interface StartOptions {
   port?: number;
   domain?: string;
   name?: string;
+  /** Database copies kept per environment (stored with the other settings). */
+  backupsKeep?: number;
   /** How long to wait for every component to answer. */
   timeoutMs?: number;
   env?: NodeJS.ProcessEnv;
@@ -103,7 +105,12 @@ export async function startPlatform(io: IO, options: StartOptions = {}): Promise
   await requireDocker(env);
   // Without --data-dir: the platform this user started last, else the default place.
   const dataDir = await chooseDataDir(options.dataDir, env);
-  const resolved = await resolveSettings(dataDir, { name: options.name, domain: options.domain, port: options.port });
+  const resolved = await resolveSettings(dataDir, {
+    name: options.name,
+    domain: options.domain,
+    port: options.port,
+    backupsKeep: options.backupsKeep,
+  });
   let settings = resolved.settings;
   const { name } = settings;
 

@@ -289,6 +289,102 @@ export const changeEnvironment = define('write', {
   },
 });
 
+const binary = (description: string) => ({ 'application/octet-stream': { schema: s.z.string().openapi({ format: 'binary', description }) } });
+
+export const dumpDatabase = define('read', {
+  method: 'get',
+  path: '/v1/apps/{slug}/environments/{env}/database/dump',
+  summary:
+    "Stream the environment's database as a PostgreSQL custom-format dump (pg_dump of the server's major version). " +
+    'The `x-divio-transfer` header names the transfer; once the stream ended, the transfer holds its byte count and sha256.',
+  request: { params: s.environmentParams, query: s.dumpQuery },
+  responses: {
+    200: { description: 'The dump stream', content: binary('custom-format dump') },
+    400: errors[400],
+    401: errors[401],
+    404: errors[404],
+    503: { description: 'The database cannot be dumped now', content: json(s.errorEnvelope) },
+  },
+});
+
+export const importDatabase = define('write', {
+  method: 'post',
+  path: '/v1/apps/{slug}/environments/{env}/database/imports',
+  summary:
+    'Stream a custom-format dump in: it is restored into a new database, which replaces the environment\'s only after ' +
+    'the client confirms the digest (`…/imports/{id}/commit`). Nothing changes before that.',
+  request: { params: s.environmentParams, body: { content: binary('custom-format dump') } },
+  responses: {
+    201: { description: 'Restored into a new database; waiting for the commit', content: json(s.databaseTransfer) },
+    400: errors[400],
+    401: errors[401],
+    403: errors[403],
+    404: errors[404],
+    409: { description: 'Another import into this environment is in progress', content: json(s.errorEnvelope) },
+    422: { description: 'The dump did not restore; nothing changed', content: json(s.errorEnvelope) },
+  },
+});
+
+export const commitDatabaseImport = define('write', {
+  method: 'post',
+  path: '/v1/apps/{slug}/environments/{env}/database/imports/{id}/commit',
+  summary: "Swap a restored import in, if the client's digest matches; the replaced database is kept as a backup",
+  request: { params: s.transferParams, body: { content: json(s.commitTransferBody), required: true } },
+  responses: {
+    200: { description: 'Swapped in', content: json(s.databaseReplaced) },
+    400: errors[400],
+    401: errors[401],
+    403: errors[403],
+    404: errors[404],
+    409: { description: 'Not waiting for a commit, or the digests differ (the import is dropped)', content: json(s.errorEnvelope) },
+  },
+});
+
+export const getDatabaseTransfer = define('read', {
+  method: 'get',
+  path: '/v1/apps/{slug}/environments/{env}/database/transfers/{id}',
+  summary: 'A database transfer: its state, and once complete its byte count and sha256',
+  request: { params: s.transferParams },
+  responses: { 200: { description: 'The transfer', content: json(s.databaseTransfer) }, 400: errors[400], 401: errors[401], 404: errors[404] },
+});
+
+export const listBackups = define('read', {
+  method: 'get',
+  path: '/v1/apps/{slug}/environments/{env}/backups',
+  summary: 'The database copies the platform keeps for an environment, newest first',
+  request: { params: s.environmentParams },
+  responses: { 200: { description: 'Backups', content: json(s.backupList) }, 400: errors[400], 401: errors[401], 404: errors[404] },
+});
+
+export const restoreBackup = define('write', {
+  method: 'post',
+  path: '/v1/apps/{slug}/environments/{env}/backups/{id}/restore',
+  summary: "Put a backup's copy in place of the environment's database; the replaced database is kept as a backup",
+  request: { params: s.backupParams },
+  responses: {
+    200: { description: 'Restored', content: json(s.databaseReplaced) },
+    400: errors[400],
+    401: errors[401],
+    403: errors[403],
+    404: errors[404],
+    409: { description: 'Another import or restore is in progress', content: json(s.errorEnvelope) },
+  },
+});
+
+export const issueMediaCredentials = define('read', {
+  method: 'post',
+  path: '/v1/apps/{slug}/environments/{env}/media/credentials',
+  summary: "Short-lived S3 credentials for the environment's media bucket alone (write access needs a write token)",
+  request: { params: s.environmentParams, body: { content: json(s.mediaCredentialsBody), required: true } },
+  responses: {
+    201: { description: 'Issued', content: json(s.mediaCredentials) },
+    400: errors[400],
+    401: errors[401],
+    403: errors[403],
+    404: errors[404],
+  },
+});
+
 /** The JSON routes, in the order the server registers them. */
 export const apiRoutes = [
   getHealth,
@@ -314,6 +410,13 @@ export const apiRoutes = [
   changeEnvVars,
   getRuntimeLogs,
   changeEnvironment,
+  dumpDatabase,
+  importDatabase,
+  commitDatabaseImport,
+  getDatabaseTransfer,
+  listBackups,
+  restoreBackup,
+  issueMediaCredentials,
 ] as const;
 
 /**

@@ -241,3 +241,99 @@ export const changeEnvironmentBody = z
     replicas: z.number().int().min(1).max(20).optional(),
   })
   .openapi('ChangeEnvironmentBody');
+
+// ---- data between environments: database transfers, backups, media credentials
+
+/** Ids the platform makes for transfers and backups: 16 lower-case hex characters. */
+export const dataId = z.string().regex(/^[0-9a-f]{16}$/, 'must be an id of 16 hex characters');
+export const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'must be a sha256 digest (64 hex characters)');
+
+export const transferParams = z.object({
+  slug: slug.openapi({ param: { name: 'slug', in: 'path' } }),
+  env: environmentName.openapi({ param: { name: 'env', in: 'path' } }),
+  id: dataId.openapi({ param: { name: 'id', in: 'path' } }),
+});
+export const backupParams = transferParams;
+
+export const TRANSFER_STATES = ['running', 'restored', 'swapping', 'completed', 'failed'] as const;
+export const databaseTransfer = z
+  .object({
+    id: dataId,
+    environment: environmentName,
+    /** `dump`: the environment's database streamed out; `import`: a dump streamed in. */
+    kind: z.enum(['dump', 'import']),
+    state: z.enum(TRANSFER_STATES),
+    /** Bytes of the dump stream, as the platform sent or received them. */
+    bytes: z.number().int().nonnegative(),
+    /** sha256 of the dump stream; set once the stream is complete. */
+    sha256: sha256Hex.nullable(),
+    error: z.string().nullable(),
+    createdAt: z.string().datetime(),
+    finishedAt: z.string().datetime().nullable(),
+  })
+  .openapi('DatabaseTransfer');
+export type DatabaseTransfer = z.infer<typeof databaseTransfer>;
+
+export const dumpQuery = z.object({
+  /** zlib level of the dump's data blocks: 0 (none, fastest on a local link) to 9. */
+  compression: z
+    .string()
+    .regex(/^[0-9]$/, 'must be a zlib level 0-9')
+    .optional()
+    .openapi({ param: { name: 'compression', in: 'query' } }),
+});
+
+export const commitTransferBody = z
+  .strictObject({
+    /** What the client sent, as it measured it: the swap happens only when both sides agree. */
+    sha256: sha256Hex,
+    bytes: z.number().int().nonnegative(),
+  })
+  .openapi('CommitTransferBody');
+
+export const backup = z
+  .object({
+    id: dataId,
+    environment: environmentName,
+    /** What replaced the database kept here: an import (`push db`) or a backup restore. */
+    reason: z.enum(['import', 'restore']),
+    sizeBytes: z.number().int().nonnegative(),
+    createdAt: z.string().datetime(),
+  })
+  .openapi('Backup');
+export type Backup = z.infer<typeof backup>;
+export const backupList = z.object({ backups: z.array(backup), keep: z.number().int().positive() }).openapi('BackupList');
+
+export const databaseReplaced = z
+  .object({
+    transfer: databaseTransfer,
+    /** The database that was replaced, now kept as a backup. */
+    backup: backup.nullable(),
+    /** Older backups dropped to stay within the retention. */
+    pruned: z.array(dataId),
+  })
+  .openapi('DatabaseReplaced');
+export type DatabaseReplaced = z.infer<typeof databaseReplaced>;
+
+export const mediaCredentialsBody = z
+  .strictObject({
+    /** `read` for pull; `write` (needs a write token) for push. */
+    access: z.enum(['read', 'write']),
+  })
+  .openapi('MediaCredentialsBody');
+
+export const mediaCredentials = z
+  .object({
+    /** S3 endpoint as a client outside the platform reaches it (path-style). */
+    endpoint: z.string(),
+    region: z.string(),
+    bucket: z.string(),
+    /** Key prefix inside the bucket ('' when the environment owns the whole bucket). */
+    prefix: z.string(),
+    access: z.enum(['read', 'write']),
+    accessKeyId: z.string(),
+    secretAccessKey: z.string(),
+    expiresAt: z.string().datetime(),
+  })
+  .openapi('MediaCredentials');
+export type MediaCredentials = z.infer<typeof mediaCredentials>;

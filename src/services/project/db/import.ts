@@ -6,7 +6,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { execa } from 'execa';
@@ -33,6 +33,18 @@ export interface ImportOptions {
   stdin?: Readable;
   /** Parallel pg_restore jobs for custom-format dumps. */
   jobs?: number;
+  /**
+   * Restore a custom-format dump as it arrives (pg_restore reading the stream) instead of copying
+   * it into the container first for a parallel restore: faster when the source is itself a
+   * stream that takes time (a pull), since the restore overlaps the transfer.
+   */
+  streaming?: boolean;
+  /** Called after the restore succeeded and before the swap; throwing leaves the database as it was. */
+  beforeSwap?: (received: { bytes: number; sha256: string }) => Promise<void>;
+  /** Aborts the import (as SIGINT does), leaving the database as it was. */
+  signal?: AbortSignal;
+  /** What the progress line calls the source (default: the dump). */
+  describeSource?: string;
 }
 
 export interface ImportResult {
@@ -41,6 +53,8 @@ export interface ImportResult {
   format: 'custom' | 'plain';
   compression: 'none' | 'gzip';
   bytesRead: number;
+  /** sha256 of the bytes read from the source. */
+  sha256: string;
   durationMs: number;
   replacedExisting: boolean;
   leftoversDropped: string[];
@@ -57,9 +71,11 @@ export async function importDatabase(local: LocalEnvironment, io: IO, options: I
   if (leftoversDropped.length > 0) io.info(`Dropped ${leftoversDropped.length} database(s) left by an interrupted import.`);
 
   let bytesRead = 0;
+  const hash = createHash('sha256');
   const counter = new Transform({
     transform(chunk: Buffer, _enc, done) {
       bytesRead += chunk.length;
+      hash.update(chunk);
       done(null, chunk);
     },
   });
@@ -76,19 +92,25 @@ export async function importDatabase(local: LocalEnvironment, io: IO, options: I
   const onSignal = () => abort.abort(new DivioError('interrupted', { exitCode: 130 }));
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  const onAbort = () => abort.abort(options.signal?.reason);
+  options.signal?.addEventListener('abort', onAbort, { once: true });
   try {
     await runSql(db, `CREATE DATABASE ${ident(fresh)} TEMPLATE template0;`);
-    await io.task(`Restoring the ${describe} into a new database`, async (task) => {
+    await io.task(`Restoring ${options.describeSource ?? `the ${describe}`} into a new database`, async (task) => {
       const timer = setInterval(() => {
         task.update(size ? `${formatBytes(bytesRead)} of ${formatBytes(size)} (${Math.floor((bytesRead / size) * 100)}%)` : formatBytes(bytesRead));
       }, 500);
       try {
-        if (dump.format === 'custom') await restoreCustom(db, fresh, dump.stream, token, options.jobs ?? 2, abort.signal);
+        if (dump.format === 'custom' && options.streaming) await restoreCustomStream(db, fresh, dump.stream, abort.signal);
+        else if (dump.format === 'custom') await restoreCustom(db, fresh, dump.stream, token, options.jobs ?? 2, abort.signal);
         else await restorePlain(db, fresh, dump.stream, abort.signal);
       } finally {
         clearInterval(timer);
       }
     });
+    const sha256 = hash.digest('hex');
+    await options.beforeSwap?.({ bytes: bytesRead, sha256 });
+    if (abort.signal.aborted) throw abort.signal.reason;
     const { replaced } = await swapInDatabase(db, fresh, old);
     if (replaced) await dropDatabaseInBackground(db, old);
     return {
@@ -97,6 +119,7 @@ export async function importDatabase(local: LocalEnvironment, io: IO, options: I
       format: dump.format,
       compression: dump.compression,
       bytesRead,
+      sha256,
       durationMs: Date.now() - started,
       replacedExisting: replaced,
       leftoversDropped,
@@ -110,6 +133,7 @@ export async function importDatabase(local: LocalEnvironment, io: IO, options: I
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    options.signal?.removeEventListener('abort', onAbort);
   }
 }
 
@@ -148,6 +172,28 @@ async function restorePlain(db: LocalDatabase, target: string, sql: Readable, si
   if (result.exitCode !== 0) {
     throw new InvalidInputError(`the SQL dump failed to restore: ${lastLines(result.stderr)}`, {
       hint: 'Nothing was changed: the local database is as it was. Fix the statement above in the dump, or export it again.',
+    });
+  }
+}
+
+/** Custom format, restored as it arrives (one pg_restore session), stopping at the first error. */
+async function restoreCustomStream(db: LocalDatabase, target: string, dump: Readable, signal: AbortSignal): Promise<void> {
+  const restore = execa(
+    'docker',
+    ['exec', '-i', '-e', `PGOPTIONS=${RESTORE_PGOPTIONS}`, db.containerId, 'pg_restore', '--exit-on-error', '--no-owner', '--no-acl', '-U', db.user, '-d', target],
+    { stdin: 'pipe', stdout: 'ignore', stderr: 'pipe', reject: false, cancelSignal: signal },
+  );
+  let streamError: unknown;
+  try {
+    await pipeline(dump, restore.stdin!, { signal });
+  } catch (error) {
+    streamError = error;
+  }
+  const result = await restore;
+  throwStreamError(streamError, signal);
+  if (result.exitCode !== 0) {
+    throw new InvalidInputError(`the custom-format dump failed to restore: ${lastLines(result.stderr)}`, {
+      hint: 'Nothing was changed: the local database is as it was.',
     });
   }
 }

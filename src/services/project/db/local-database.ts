@@ -39,7 +39,9 @@ export async function openLocalDatabase(local: LocalEnvironment, timeoutMs = 60_
   const db: LocalDatabase = { containerId: container.id, user: LOCAL_DB.user, name: LOCAL_DB.name };
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const ready = await execa('docker', ['exec', db.containerId, 'pg_isready', '-q', '-U', db.user, '-d', 'postgres'], { reject: false });
+    // Over TCP: the image's first-start initialisation runs a temporary server on the socket only,
+    // which answers pg_isready and then stops.
+    const ready = await execa('docker', ['exec', db.containerId, 'pg_isready', '-q', '-h', '127.0.0.1', '-U', db.user, '-d', 'postgres'], { reject: false });
     if (ready.exitCode === 0) return db;
     if (Date.now() > deadline) {
       throw new DivioError('the local database did not become ready', {

@@ -1,0 +1,23 @@
+import { Args } from '@oclif/core';
+import { BaseCommand, projectFlags } from '../../../base-command.js';
+import { ApiClient } from '../../../core/api-client.js';
+import { appSlug } from '../../../services/project/app-ref.js';
+import { listBackups, renderBackupTable, type BackupListing } from '../../../services/project/data/backups.js';
+
+export default class BackupsList extends BaseCommand {
+  static override summary = 'The database copies the platform keeps for an environment, newest first';
+  static override description = 'Every push db and backup restore keeps the database it replaces; the platform keeps the last few (3 unless the operator set otherwise).';
+  static override aliases = ['app:backups:list'];
+  static override enableJsonFlag = true;
+  static override args = { environment: Args.string({ description: 'test or live', options: ['test', 'live'], default: 'test' }) };
+  static override flags = { ...projectFlags };
+
+  async run(): Promise<BackupListing> {
+    const { args, flags } = await this.parse(BackupsList);
+    const slug = await appSlug({ app: flags.app });
+    const client = await ApiClient.fromCredentials();
+    const listing = await listBackups({ client, slug, environment: args.environment as 'test' | 'live' });
+    if (!this.jsonEnabled()) for (const line of renderBackupTable(listing)) this.io.out(line);
+    return listing;
+  }
+}

@@ -1,0 +1,31 @@
+import { Args } from '@oclif/core';
+import { BaseCommand, projectFlags } from '../../../base-command.js';
+import { ApiClient } from '../../../core/api-client.js';
+import { formatBytes, formatSeconds } from '../../../core/io.js';
+import { pullDatabase, type DatabaseTransferResult } from '../../../services/project/data/database.js';
+import { openLocalEnvironment } from '../../../services/project/local-environment.js';
+
+export default class PullDb extends BaseCommand {
+  static override summary = "Replace the local database with a copy of an environment's";
+  static override description =
+    "The environment's database is dumped on the platform (pg_dump of the cluster's version) and streamed into a new " +
+    'local database, which replaces the current one only when the restore succeeded and the digests of what was sent ' +
+    'and what arrived agree. Any failure or interruption leaves the local database as it was.';
+  static override aliases = ['app:pull:db'];
+  static override enableJsonFlag = true;
+  static override examples = ['<%= config.bin %> project pull db', '<%= config.bin %> project pull db live'];
+  static override args = { environment: Args.string({ description: 'test or live', options: ['test', 'live'], default: 'test' }) };
+  static override flags = { ...projectFlags };
+
+  async run(): Promise<DatabaseTransferResult> {
+    const { args, flags } = await this.parse(PullDb);
+    const local = await openLocalEnvironment({ app: flags.app });
+    const client = await ApiClient.fromCredentials();
+    const environment = args.environment as 'test' | 'live';
+    const result = await pullDatabase(local, this.io, { client, slug: local.project.slug, environment });
+    this.log(
+      `Pulled the ${environment} database of ${result.app} into the local database: ${formatBytes(result.bytes)} in ${formatSeconds(result.durationMs)}, sha256 ${result.sha256.slice(0, 12)}… verified on both sides.`,
+    );
+    return result;
+  }
+}
