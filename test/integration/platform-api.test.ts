@@ -133,6 +133,48 @@ describeWithDocker('platform API', () => {
       case '/v1/apps/{slug}/environments/{env}/logs':
         // Nothing was ever deployed to alice's live: the route answers, saying so.
         return { own: { method: m, path: `/v1/apps/${aliceApp}/environments/live/logs`, expect: 404 }, foreign: { method: m, path: `/v1/apps/${bobApp}/environments/live/logs`, expect: 404 } };
+      case '/v1/apps/{slug}/environments/{env}/database/dump':
+        return {
+          own: { method: m, path: `/v1/apps/${aliceApp}/environments/test/database/dump`, expect: 200 },
+          foreign: { method: m, path: `/v1/apps/${bobApp}/environments/test/database/dump`, expect: 404 },
+        };
+      case '/v1/apps/{slug}/environments/{env}/database/imports':
+        // Not a dump: it never restores, and nothing changes.
+        return {
+          own: { method: m, path: `/v1/apps/${aliceApp}/environments/test/database/imports`, body: { not: 'a dump' }, expect: 422 },
+          foreign: { method: m, path: `/v1/apps/${bobApp}/environments/test/database/imports`, body: { not: 'a dump' }, expect: 404 },
+        };
+      case '/v1/apps/{slug}/environments/{env}/database/imports/{id}/commit': {
+        const body = { sha256: '0'.repeat(64), bytes: 1 };
+        return {
+          own: { method: m, path: `/v1/apps/${aliceApp}/environments/test/database/imports/0123456789abcdef/commit`, body, expect: 404 },
+          foreign: { method: m, path: `/v1/apps/${bobApp}/environments/test/database/imports/0123456789abcdef/commit`, body, expect: 404 },
+        };
+      }
+      case '/v1/apps/{slug}/environments/{env}/database/transfers/{id}': {
+        const dump = await request(endpoint, `/v1/apps/${aliceApp}/environments/test/database/dump`, { token: caller.token });
+        const id = dump.headers.get('x-divio-transfer');
+        return {
+          own: { method: m, path: `/v1/apps/${aliceApp}/environments/test/database/transfers/${id}`, expect: 200 },
+          // Bob cannot read alice's transfer through his own app either.
+          foreign: { method: m, path: `/v1/apps/${bobApp}/environments/test/database/transfers/${id}`, expect: 404 },
+        };
+      }
+      case '/v1/apps/{slug}/environments/{env}/backups':
+        return {
+          own: { method: m, path: `/v1/apps/${aliceApp}/environments/live/backups`, expect: 200 },
+          foreign: { method: m, path: `/v1/apps/${bobApp}/environments/live/backups`, expect: 404 },
+        };
+      case '/v1/apps/{slug}/environments/{env}/backups/{id}/restore':
+        return {
+          own: { method: m, path: `/v1/apps/${aliceApp}/environments/live/backups/0123456789abcdef/restore`, expect: 404 },
+          foreign: { method: m, path: `/v1/apps/${bobApp}/environments/live/backups/0123456789abcdef/restore`, expect: 404 },
+        };
+      case '/v1/apps/{slug}/environments/{env}/media/credentials':
+        return {
+          own: { method: m, path: `/v1/apps/${aliceApp}/environments/test/media/credentials`, body: { access: 'write' }, expect: 201 },
+          foreign: { method: m, path: `/v1/apps/${bobApp}/environments/test/media/credentials`, body: { access: 'read' }, expect: 404 },
+        };
       default:
         throw new Error(`the authorization matrix has no case for ${m} ${(route as { path: string }).path}: add one`);
     }
@@ -207,6 +249,15 @@ describeWithDocker('platform API', () => {
     expect((await request(endpoint, `/v1/apps/${aliceApp}`, { token: ro })).status).toBe(200);
     const refused = await request(endpoint, '/v1/apps', { method: 'POST', token: ro, body: { slug: 'never-made' } });
     expect(refused.status).toBe(403);
+    // Data: a read-only token may pull (dump, read media credentials) but never push or restore.
+    const env = `/v1/apps/${aliceApp}/environments/test`;
+    expect((await request(endpoint, `${env}/database/dump`, { token: ro })).status).toBe(200);
+    expect((await request(endpoint, `${env}/database/imports`, { method: 'POST', token: ro, raw: 'PGDMP', contentType: 'application/octet-stream' })).status).toBe(403);
+    expect((await request(endpoint, `${env}/backups/0123456789abcdef/restore`, { method: 'POST', token: ro })).status).toBe(403);
+    expect((await request(endpoint, `${env}/media/credentials`, { method: 'POST', token: ro, body: { access: 'read' } })).status).toBe(201);
+    const write = await request(endpoint, `${env}/media/credentials`, { method: 'POST', token: ro, body: { access: 'write' } });
+    expect(write.status).toBe(403);
+    expect(write.body.error.message).toMatch(/read-only/);
   });
 
   it('a revoked token answers 401 on the very next request', async () => {
