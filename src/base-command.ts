@@ -18,7 +18,9 @@ export abstract class BaseCommand extends Command {
     if (error instanceof Errors.ExitError) throw error;
     if (!(error instanceof DivioError)) return super.catch(error);
     if (this.jsonEnabled()) {
-      this.logJson({ error: { message: error.message, hint: error.hint ?? null, exitCode: error.exitCode } });
+      // A transfer that failed part-way still reports what it did (files, bytes, failures).
+      const result = (error as { result?: unknown }).result;
+      this.logJson({ error: { message: error.message, hint: error.hint ?? null, exitCode: error.exitCode }, ...(result === undefined ? {} : { result }) });
     } else {
       const io = this.io;
       io.stderr.write(`${io.color.red('Error:')} ${error.message}\n`);

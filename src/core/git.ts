@@ -49,6 +49,10 @@ export async function initialCommit(root: string, message: string, fallbackName:
  */
 export async function configureRemote(root: string, remoteUrl: string, endpoint: string): Promise<void> {
   await git(root, ['remote', 'add', 'origin', remoteUrl]);
+  await configureCredentialHelper(root, endpoint);
+}
+
+export async function configureCredentialHelper(root: string, endpoint: string): Promise<void> {
   const helper = `!'${process.execPath}' '${process.argv[1] ?? 'divio'}' git-credential`;
   await git(root, ['config', `credential.${endpoint.replace(/\/+$/, '')}.helper`, helper]);
 }

@@ -27,6 +27,8 @@ export interface Project {
 export interface LocalState {
   /** Host port the local web service is published on; kept so the URL stays the same. */
   webPort?: number;
+  /** What `project setup` completed, so a rerun resumes (the data steps per environment). */
+  setup?: { environment: 'test' | 'live'; built?: boolean; database?: string; media?: string };
 }
 
 export async function findProjectRoot(start: string): Promise<string | undefined> {

@@ -1,0 +1,33 @@
+import { Args, Flags } from '@oclif/core';
+import { BaseCommand, projectFlags } from '../../../base-command.js';
+import { ApiClient } from '../../../core/api-client.js';
+import { resolveProject } from '../../../core/project.js';
+import { describeMediaSync, pullMedia } from '../../../services/project/data/media.js';
+import type { MediaSyncResult } from '../../../services/project/media/sync.js';
+
+export default class PullMedia extends BaseCommand {
+  static override summary = "Copy new and changed media files from an environment's storage into data/media";
+  static override description =
+    'Incremental and parallel: files whose size and checksum already match are skipped. Every download is verified ' +
+    'before it replaces a local file. Local files that are not on the environment stay, unless --delete (which ' +
+    'deletes nothing if any transfer failed). Keys that cannot be local paths are refused and listed.';
+  static override aliases = ['app:pull:media'];
+  static override enableJsonFlag = true;
+  static override examples = ['<%= config.bin %> project pull media', '<%= config.bin %> project pull media live --delete'];
+  static override args = { environment: Args.string({ description: 'test or live', options: ['test', 'live'], default: 'test' }) };
+  static override flags = {
+    ...projectFlags,
+    delete: Flags.boolean({ description: 'also delete local files that are not on the environment' }),
+    concurrency: Flags.integer({ description: 'transfers in flight at once', default: 16, min: 1, max: 128 }),
+  };
+
+  async run(): Promise<MediaSyncResult> {
+    const { args, flags } = await this.parse(PullMedia);
+    const project = await resolveProject({ app: flags.app });
+    const client = await ApiClient.fromCredentials();
+    const environment = args.environment as 'test' | 'live';
+    const result = await pullMedia(project.root, this.io, { client, slug: project.slug, environment }, { delete: flags.delete, concurrency: flags.concurrency });
+    this.log(describeMediaSync(result, environment));
+    return result;
+  }
+}
