@@ -21,12 +21,29 @@ import { ALGORITHM_IDENTIFIER, SignatureV4, getCanonicalHeaders, getSigningKey }
 import type { Checksum, HttpRequest, SourceData } from '@smithy/types';
 import { z } from 'zod';
 import { readRuntimeConfig } from '../runtime-config.js';
+import {
+  abortUpload,
+  hardenFilesystemStore,
+  objectKeyProblem,
+  uploadKey,
+  uploadParameterProblem,
+  type FilesystemStore,
+} from './s3rver-store.js';
 
-/** The per-environment key pairs the platform API writes and this server reloads. */
+/**
+ * The per-environment key pairs the platform API writes and this server reloads. A pair with
+ * `expiresAt` is short-lived: refused from that instant on, whether or not the file was reloaded.
+ * A `readOnly` pair may only read (GET and HEAD: objects and listings).
+ */
 export const mediaKeysFileSchema = z.object({
   keys: z.record(
     z.string().min(1),
-    z.object({ secretAccessKey: z.string().min(1), bucket: z.string().min(1) }),
+    z.object({
+      secretAccessKey: z.string().min(1),
+      bucket: z.string().min(1),
+      expiresAt: z.iso.datetime({ offset: true }).optional(),
+      readOnly: z.boolean().optional(),
+    }),
   ),
 });
 export type MediaKeysFile = z.output<typeof mediaKeysFileSchema>;
@@ -79,7 +96,8 @@ export async function startMediaServer(options: MediaServerOptions): Promise<Med
   app.on('error', (error) => {
     if ((error.status ?? 500) >= 500 && !refusals.has(error)) log(`media store error: ${error.message}`);
   });
-  app.middleware.unshift(gate(keys, s3rver, log, refusals));
+  hardenFilesystemStore(app.store, (code, message) => s3Error(s3rver, code, message), s3rver.allowedMetadata);
+  app.middleware.unshift(gate(keys, s3rver, log, refusals, app.store));
   insertBeforeRouter(app, pathGuard(s3rver));
 
   let address: AddressInfo;
@@ -113,10 +131,12 @@ interface KoaContext {
   query: Record<string, string | string[] | undefined>;
   req: IncomingMessage;
   state: Record<string, unknown>;
+  status: number;
 }
 type Middleware = (ctx: KoaContext, next: () => Promise<unknown>) => unknown;
 interface S3rverApp {
   middleware: Middleware[];
+  store: FilesystemStore;
   run(): Promise<AddressInfo>;
   close(): Promise<void>;
   on(event: 'error', listener: (error: Error & { status?: number }) => void): unknown;
@@ -124,6 +144,7 @@ interface S3rverApp {
 interface S3rverModules {
   S3rver: new (options: Record<string, unknown>) => S3rverApp;
   S3Error: new (code: string, message: string, detail?: Record<string, string>) => Error;
+  allowedMetadata: readonly string[];
   accounts: { registry: Map<string, unknown>; DUMMY_ACCOUNT: { revokeAccessKey(accessKeyId: string): void } };
   platformAccount: unknown;
   bucketSubresources: Set<string>;
@@ -145,6 +166,7 @@ function loadS3rver(): S3rverModules {
   s3rverModules = {
     S3rver: require('s3rver') as S3rverModules['S3rver'],
     S3Error: require('s3rver/lib/models/error') as S3rverModules['S3Error'],
+    allowedMetadata: (require('s3rver/lib/models/object') as { ALLOWED_METADATA: string[] }).ALLOWED_METADATA,
     accounts,
     platformAccount: new accounts(123456789000, 'divio'),
     bucketSubresources: new Set(bucketMethods),
@@ -163,11 +185,13 @@ function insertBeforeRouter(app: S3rverApp, middleware: Middleware): void {
 // ---------------------------------------------------------------------------------------------
 // Who may sign: the admin pair and the environment pairs from the keys file
 
-type Principal = { kind: 'admin' } | { kind: 'environment'; bucket: string } | { kind: 'anonymous' };
+type Principal = { kind: 'admin' } | { kind: 'environment'; bucket: string; readOnly: boolean } | { kind: 'anonymous' };
 
 interface KnownKey {
   secretAccessKey: string;
   principal: Principal;
+  /** Epoch ms; absent: the pair does not expire. */
+  expiresAt?: number;
 }
 
 /**
@@ -194,9 +218,11 @@ class KeyDirectory {
 
   replaceEnvironmentKeys(file: MediaKeysFile): void {
     const next = new Map<string, KnownKey>();
-    for (const [accessKeyId, { secretAccessKey, bucket }] of Object.entries(file.keys)) {
+    for (const [accessKeyId, { secretAccessKey, bucket, expiresAt, readOnly }] of Object.entries(file.keys)) {
       if (accessKeyId === this.admin.accessKeyId) continue;
-      next.set(accessKeyId, { secretAccessKey, principal: { kind: 'environment', bucket } });
+      const known: KnownKey = { secretAccessKey, principal: { kind: 'environment', bucket, readOnly: readOnly === true } };
+      if (expiresAt !== undefined) known.expiresAt = Date.parse(expiresAt);
+      next.set(accessKeyId, known);
     }
     registerWithS3rver(this.s3rver, [...next.keys()].filter((id) => !this.environmentKeys.has(id)));
     unregisterFromS3rver(this.s3rver, [...this.environmentKeys.keys()].filter((id) => !next.has(id)));
@@ -334,7 +360,13 @@ interface Target {
 }
 
 /** Refusals are logged here, so the app's error listener can skip the ones it also hears about. */
-function gate(keys: KeyDirectory, s3rver: S3rverModules, log: (line: string) => void, refusals: WeakSet<object>): Middleware {
+function gate(
+  keys: KeyDirectory,
+  s3rver: S3rverModules,
+  log: (line: string) => void,
+  refusals: WeakSet<object>,
+  store: FilesystemStore,
+): Middleware {
   const verifier = new SignatureV4Verifier();
   return async (ctx, next) => {
     try {
@@ -342,6 +374,13 @@ function gate(keys: KeyDirectory, s3rver: S3rverModules, log: (line: string) => 
       const principal = await authenticate(ctx, keys, verifier, s3rver);
       authorise(principal, target, ctx, s3rver);
       refuseChunkedUploads(ctx, s3rver);
+      refuseUnstorableKeys(target, s3rver);
+      await checkUpload(target, ctx, s3rver, store);
+      if (isAbortMultipartUpload(target, ctx)) {
+        await abortUpload(store, target.bucket ?? '', String(ctx.query.uploadId));
+        ctx.status = 204;
+        return undefined;
+      }
     } catch (error) {
       const code = (error as { code?: unknown }).code;
       log(`refused ${ctx.method} ${ctx.path}: ${typeof code === 'string' ? code : 'error'}`);
@@ -429,7 +468,13 @@ async function authenticate(
   for (const path of canonicalPathCandidates(ctx.path)) {
     const request: HttpRequest = { method: ctx.method, protocol: 'http:', hostname: '', path, query, headers: signedHeaders };
     const expected = await verifier.signatureOf(request, claim, known.secretAccessKey);
-    if (signaturesMatch(expected, claim.signature)) return known.principal;
+    if (!signaturesMatch(expected, claim.signature)) continue;
+    // Checked once the signature holds, so that only the key's owner learns that it has expired.
+    if (known.expiresAt !== undefined && Date.now() >= known.expiresAt) {
+      // AWS answers an expired session token with ExpiredToken; clients refresh their credentials on it.
+      throw Object.assign(s3Error(s3rver, 'ExpiredToken', 'The provided token has expired.'), { status: 403 });
+    }
+    return known.principal;
   }
   throw s3Error(
     s3rver,
@@ -694,6 +739,7 @@ function authorise(principal: Principal, target: Target, ctx: KoaContext, s3rver
       return;
     case 'environment':
       if (target.bucket !== principal.bucket) throw denied();
+      if (principal.readOnly && ctx.method !== 'GET' && ctx.method !== 'HEAD') throw denied();
       if (isBucketCreateOrDelete(target, ctx, s3rver)) throw denied();
       if (copySources(ctx).some((source) => copySourceBucket(source) !== principal.bucket)) throw denied();
       return;
@@ -732,6 +778,37 @@ function copySourceBucket(source: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** s3rver maps keys to file paths: keys that would not map back to themselves never reach it. */
+function refuseUnstorableKeys(target: Target, s3rver: S3rverModules): void {
+  if (target.key === '') return;
+  let key: string;
+  try {
+    key = decodeURIComponent(target.key);
+  } catch {
+    throw s3Error(s3rver, 'InvalidURI', "Couldn't parse the specified URI.");
+  }
+  const problem = objectKeyProblem(key);
+  if (problem) {
+    throw s3Error(s3rver, Buffer.byteLength(key) > 1024 ? 'KeyTooLongError' : 'InvalidArgument', `Object key not supported by this store: ${problem}`);
+  }
+}
+
+/** Upload ids and part numbers become file names in s3rver; an upload also belongs to one key. */
+async function checkUpload(target: Target, ctx: KoaContext, s3rver: S3rverModules, store: FilesystemStore): Promise<void> {
+  if (target.key === '' || target.bucket === undefined) return;
+  const problem = uploadParameterProblem(ctx.query);
+  if (problem) throw s3Error(s3rver, problem.code, problem.message);
+  if (typeof ctx.query.uploadId !== 'string') return;
+  if ((await uploadKey(store, target.bucket, ctx.query.uploadId)) !== decodeURIComponent(target.key)) {
+    throw s3Error(s3rver, 'NoSuchUpload', 'The specified upload does not exist.');
+  }
+}
+
+/** s3rver does not implement AbortMultipartUpload; the gate does, after the checks above. */
+function isAbortMultipartUpload(target: Target, ctx: KoaContext): boolean {
+  return ctx.method === 'DELETE' && target.key !== '' && typeof ctx.query.uploadId === 'string';
 }
 
 /**

@@ -1,0 +1,56 @@
+/**
+ * The bucket side of a sync: every object under the prefix, by key relative to the prefix, from
+ * ListObjectsV2 alone (size and ETag are all the comparison needs; no HEAD per object).
+ */
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { isDirectoryMarker, keyProblem, MAX_KEY_BYTES, type RefusedKey } from './keys.js';
+import type { MediaS3 } from './s3.js';
+
+export interface RemoteObject {
+  /** Relative to the prefix. */
+  key: string;
+  size: number;
+  etag: string;
+}
+
+export interface RemoteTree {
+  objects: Map<string, RemoteObject>;
+  /** Keys no local path may be made from; never downloaded, never deleted. */
+  refused: RefusedKey[];
+}
+
+export async function listRemoteTree(s3: MediaS3, signal?: AbortSignal): Promise<RemoteTree> {
+  const objects = new Map<string, RemoteObject>();
+  const refused: RefusedKey[] = [];
+  const seen = new Set<string>();
+  let continuationToken: string | undefined;
+  let pages = 0;
+  do {
+    const page = await s3.request(
+      () =>
+        s3.client.send(
+          new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: s3.prefix || undefined, ContinuationToken: continuationToken }),
+          { abortSignal: signal },
+        ),
+      signal,
+    );
+    pages++;
+    let fresh = 0;
+    for (const entry of page.Contents ?? []) {
+      const fullKey = entry.Key ?? '';
+      if (!fullKey.startsWith(s3.prefix)) continue;
+      const key = fullKey.slice(s3.prefix.length);
+      const size = entry.Size ?? 0;
+      if (key === '' || isDirectoryMarker(key, size) || seen.has(key)) continue;
+      seen.add(key);
+      fresh++;
+      const problem = keyProblem(key) ?? (Buffer.byteLength(fullKey) > MAX_KEY_BYTES ? `longer than ${MAX_KEY_BYTES} bytes` : undefined);
+      if (problem) refused.push({ key, reason: problem });
+      else objects.set(key, { key, size, etag: entry.ETag ?? '' });
+    }
+    // A server that hands out a token but nothing new would otherwise be listed forever.
+    if (page.IsTruncated && fresh === 0 && pages > 1) throw new Error(`the listing of bucket ${s3.bucket} stopped making progress`);
+    continuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (continuationToken);
+  return { objects, refused };
+}
