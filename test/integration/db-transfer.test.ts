@@ -107,8 +107,8 @@ describeWithDocker('database transfers between local and the platform', () => {
     const pushed = await cli(['project', 'push', 'db', 'test', '--yes', '--json']);
     expect(pushed.exitCode, pushed.stderr).toBe(0);
     const push = json(pushed);
-    expect(push).toMatchObject({ app: slug, environment: 'test', direction: 'push', verified: true, compression: 0 });
-    expect(push.bytes).toBeGreaterThan(50_000_000);
+    expect(push).toMatchObject({ app: slug, environment: 'test', direction: 'push', verified: true, compression: 1 });
+    expect(push.bytes).toBeGreaterThan(10_000_000);
     expect(push.sha256).toMatch(/^[0-9a-f]{64}$/);
     expect(push.backup).toMatchObject({ environment: 'test', reason: 'import' });
     expect(await clusterSql(CHECKSUM_SQL, envDb('test'))).toBe(localChecksums);
@@ -121,7 +121,7 @@ describeWithDocker('database transfers between local and the platform', () => {
     expect(pulled.exitCode, pulled.stderr).toBe(0);
     const pull = json(pulled);
     expect(pull).toMatchObject({ app: slug, environment: 'test', direction: 'pull', verified: true });
-    expect(pull.bytes).toBeGreaterThan(50_000_000);
+    expect(pull.bytes).toBeGreaterThan(10_000_000);
     expect(await localSql(CHECKSUM_SQL)).toBe(localChecksums);
     expect(await localSql(`SELECT count(*) FROM pg_tables WHERE tablename = 'scribble'`)).toBe('0');
     await noLocalTempDatabases();
@@ -166,7 +166,8 @@ describeWithDocker('database transfers between local and the platform', () => {
     const listing = json(listed);
     expect(listing.keep).toBe(3);
     expect(listing.backups.map((b: { id: string }) => b.id)).toEqual([...generations].reverse());
-    expect(await backupDatabases('test')).toBe('3');
+    // Pruned backups leave the list at once; their databases are dropped in the background.
+    await waitFor(async () => (await backupDatabases('test')) === '3', 'the pruned backups to be dropped');
     const table = await cli(['project', 'backups', 'list', 'test']);
     expect(table.stdout).toMatch(/^ID\s+CREATED\s+REPLACED BY\s+SIZE/m);
 
@@ -181,7 +182,7 @@ describeWithDocker('database transfers between local and the platform', () => {
     expect(result.backup.reason).toBe('restore');
     expect(result.pruned).toHaveLength(1);
     expect(await clusterSql('SELECT n FROM generation', envDb('test'))).toBe('2');
-    expect(await backupDatabases('test')).toBe('3');
+    await waitFor(async () => (await backupDatabases('test')) === '3', 'the pruned backup to be dropped');
     const bad = await cli(['project', 'backups', 'restore', 'test', 'not-an-id', '--yes']);
     expect(bad.exitCode).toBe(4);
     const missing = await cli(['project', 'backups', 'restore', 'test', '0123456789abcdef', '--yes']);

@@ -15,7 +15,7 @@ import { pipeline } from 'node:stream/promises';
 import { execa, type ResultPromise } from 'execa';
 import type { EnvironmentRow } from '../store.js';
 import { ApiError } from '../errors.js';
-import { ClusterDatabases, SCRATCH_PREFIX, backupName, scratchName } from './cluster-databases.js';
+import { BACKUP_PREFIX, ClusterDatabases, SCRATCH_PREFIX, backupName, scratchName } from './cluster-databases.js';
 import { DataStore, type BackupRow, type TransferRow } from './data-store.js';
 import { connectionArgs, connectionEnv, connectionOf, pgToolPath, type PgConnection } from './pg-tools.js';
 import { DigestMeter } from '../../../shared/digest-meter.js';
@@ -248,6 +248,13 @@ export class DatabaseTransfers {
       await cluster.drop(name);
       log(`dropped the leftover scratch database ${name}`);
     }
+    // Backups pruned from the list whose drop a restart cut short.
+    const kept = new Set(await store.allBackupDatabases());
+    for (const name of await cluster.namesWithPrefix(BACKUP_PREFIX)) {
+      if (kept.has(name)) continue;
+      await cluster.drop(name);
+      log(`dropped the pruned backup database ${name}`);
+    }
   }
 
   private async swapIn(env: EnvironmentRow, row: TransferRow, reason: 'import' | 'restore'): Promise<Replaced> {
@@ -271,21 +278,21 @@ export class DatabaseTransfers {
     return { ...done, pruned };
   }
 
-  /** Keep the newest `backupsKeep` backups of the environment; drop the rest. */
+  /**
+   * Keep the newest `backupsKeep` backups of the environment. The surplus leave the list at once;
+   * their databases are dropped in the background, because DROP DATABASE forces a checkpoint that
+   * after a large restore takes seconds. A drop cut short by a restart is redone at start.
+   */
   private async prune(env: EnvironmentRow): Promise<string[]> {
     const { store, cluster, log } = this.deps;
     const surplus = (await store.backups(env.id)).slice(this.deps.backupsKeep);
-    const pruned: string[] = [];
-    for (const backup of surplus) {
-      try {
-        await cluster.drop(backup.database);
-        await store.deleteBackup(backup.id);
-        pruned.push(backup.id);
-      } catch (error) {
-        log(`could not drop the old backup ${backup.id}: ${describe(error)}; the next prune retries`);
+    for (const backup of surplus) await store.deleteBackup(backup.id);
+    void (async () => {
+      for (const backup of surplus) {
+        await cluster.drop(backup.database).catch((error: unknown) => log(`could not drop the old backup ${backup.database}: ${describe(error)}; the next start retries`));
       }
-    }
-    return pruned;
+    })();
+    return surplus.map((backup) => backup.id);
   }
 
   /** Imports of this environment nobody is working on (the client went away): dropped. */

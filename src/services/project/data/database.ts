@@ -16,7 +16,7 @@ import { dataId, type Backup, type EnvironmentName } from '../../../shared/api/s
 import { importDatabase } from '../db/import.js';
 import { openLocalDatabase } from '../db/local-database.js';
 import type { LocalEnvironment } from '../local-environment.js';
-import { dumpCompressionFor, ensureLocalDatabase, type RemoteEnvironment } from './remote.js';
+import { dumpCompression, ensureLocalDatabase, type RemoteEnvironment } from './remote.js';
 import { DigestMeter } from '../../../shared/digest-meter.js';
 
 export interface DatabaseTransferResult {
@@ -29,7 +29,7 @@ export interface DatabaseTransferResult {
   /** sha256 of the dump stream, equal on both sides. */
   sha256: string;
   verified: true;
-  /** zlib level of the dump's data blocks (0 on a local platform). */
+  /** zlib level of the dump's data blocks. */
   compression: number;
   durationMs: number;
   /** push: the replaced database, now a backup on the platform (null when there was none). */
@@ -42,7 +42,7 @@ export async function pullDatabase(local: LocalEnvironment, io: IO, remote: Remo
   const started = Date.now();
   const { client, slug, environment } = remote;
   await ensureLocalDatabase(local, io);
-  const compression = dumpCompressionFor(client.endpoint);
+  const compression = dumpCompression();
   const params = { slug, env: environment };
   const { body, headers } = await client.download(routes.dumpDatabase, { params, query: { compression: String(compression) } }, options);
   const transfer = dataId.safeParse(headers['x-divio-transfer']);
@@ -92,7 +92,7 @@ export async function pushDatabase(local: LocalEnvironment, io: IO, remote: Remo
   const { client, slug, environment } = remote;
   await ensureLocalDatabase(local, io);
   const db = await openLocalDatabase(local);
-  const compression = dumpCompressionFor(client.endpoint);
+  const compression = dumpCompression();
   const params = { slug, env: environment };
 
   const abort = new AbortController();

@@ -14,21 +14,14 @@ export interface RemoteEnvironment {
 }
 
 /**
- * Whether the platform is on this machine: there the link is memory-fast and compressing a dump
- * only costs time; over a network zlib's fastest level pays for itself.
+ * zlib level of a dump's data blocks. Level 1 even on this machine: every byte of a dump crosses
+ * several hops (docker exec, the CLI, the router, the API, pg_restore), and on two cores moving a
+ * 4x larger stream costs more than zlib's fastest level (measured in bench/db-transfer.js).
+ * DIVIO_DUMP_COMPRESSION (0-9) overrides it, e.g. 0 for a fast machine with spare cores.
  */
-export function isLocalEndpoint(endpoint: string): boolean {
-  let host: string;
-  try {
-    host = new URL(endpoint).hostname.replace(/^\[|\]$/g, '');
-  } catch {
-    return false;
-  }
-  return host === 'localhost' || host.endsWith('.localhost') || host === '::1' || /^127\./.test(host);
-}
-
-export function dumpCompressionFor(endpoint: string): number {
-  return isLocalEndpoint(endpoint) ? 0 : 1;
+export function dumpCompression(env: NodeJS.ProcessEnv = process.env): number {
+  const chosen = env.DIVIO_DUMP_COMPRESSION;
+  return chosen !== undefined && /^[0-9]$/.test(chosen) ? Number(chosen) : 1;
 }
 
 /** The local database container, started (alone) when it is not running yet. */
