@@ -76,8 +76,7 @@ export class S3MediaStorage implements MediaStorage {
       key = await this.withKeysFile(this.config.keysFile, (file) => {
         const now = Date.now();
         for (const [id, entry] of Object.entries(file.keys)) {
-          const expiry = (entry as { expiresAt?: string }).expiresAt;
-          if (expiry !== undefined && Date.parse(expiry) <= now) delete file.keys[id];
+          if (entry.expiresAt !== undefined && Date.parse(entry.expiresAt) <= now) delete file.keys[id];
         }
         const created = newKeyPair();
         file.keys[created.accessKeyId] = {
@@ -85,7 +84,7 @@ export class S3MediaStorage implements MediaStorage {
           bucket,
           expiresAt: expiresAt.toISOString(),
           ...(access === 'read' ? { readOnly: true } : {}),
-        } as MediaKeysFile['keys'][string];
+        };
         return { key: created, changed: true };
       });
       await this.waitUntil(key, bucket, 'accepted');
@@ -144,7 +143,7 @@ export class S3MediaStorage implements MediaStorage {
   private async grantBucketKey(keysFile: string, bucket: string): Promise<AccessKeyPair> {
     const key = await this.withKeysFile(keysFile, (file) => {
       // Temporary pairs (with an expiry) handed to the CLI are never the environment's own.
-      const existing = Object.entries(file.keys).find(([, entry]) => entry.bucket === bucket && (entry as { expiresAt?: string }).expiresAt === undefined);
+      const existing = Object.entries(file.keys).find(([, entry]) => entry.bucket === bucket && entry.expiresAt === undefined);
       if (existing) return { key: { accessKeyId: existing[0], secretAccessKey: existing[1].secretAccessKey } };
       const created = newKeyPair();
       file.keys[created.accessKeyId] = { secretAccessKey: created.secretAccessKey, bucket };
