@@ -215,9 +215,16 @@ function parseJson(text: string): unknown {
 
 function errorFrom(status: number, text: string, endpoint: string): ApiRequestError {
   const body = errorEnvelope.safeParse(parseJson(text));
-  const message = body.success ? body.data.error.message : `The platform answered HTTP ${status}`;
+  // A gateway error without our envelope is the router saying the API itself did not answer.
+  const gateway = !body.success && status >= 502 && status <= 504;
+  const message = body.success
+    ? body.data.error.message
+    : gateway
+      ? `The platform's API did not answer (HTTP ${status} from its router): it may be restarting`
+      : `The platform answered HTTP ${status}`;
   const code = body.success ? body.data.error.code : 'http_error';
   let hint = body.success ? body.data.error.hint : undefined;
+  if (gateway) hint = 'Try again in a moment; `divio platform status` on its host shows whether the API runs.';
   if (status === 401) hint = `Log in again: \`divio login --endpoint ${endpoint}\` (or set DIVIO_TOKEN).`;
   if (status === 403) hint ??= 'Ask the platform operator for a token that allows this.';
   return new ApiRequestError(message, status, code, body.success ? body.data.error.field : undefined, hint);

@@ -236,6 +236,20 @@ describeWithDocker('database transfers between local and the platform', () => {
     expect(failed).toMatch(/platform restarted|upload ended/);
   });
 
+  it('a connection cut in the middle of a pull (the router killed) leaves the local database as it was', async () => {
+    await localSql("DROP TABLE IF EXISTS marker; CREATE TABLE marker (v text); INSERT INTO marker VALUES ('before the cut');");
+    const pull = cli(['project', 'pull', 'db', 'test']);
+    await waitFor(async () => Number(await localTempDatabases()) > 0, 'the pull to start restoring');
+    const [router] = await docker().listContainers({ filters: { label: [`com.docker.swarm.service.name=${platform().name}-router`] } });
+    await execa('docker', ['kill', '--signal', 'KILL', router!.Id]);
+    const result = await pull;
+    expect(result.exitCode).not.toBe(0);
+    expect(await localSql('SELECT v FROM marker')).toBe('before the cut');
+    await waitFor(async () => (await request(platform().endpoint, '/v1/health').catch(() => undefined))?.status === 200, 'the router to come back', 120_000);
+    await waitFor(async () => (await clusterSql(`SELECT count(*) FROM db_transfers WHERE kind = 'dump' AND state = 'running'`, 'divio_platform')) === '0', 'the platform to end the dump');
+    expect(await clusterSql(`SELECT error FROM db_transfers WHERE kind = 'dump' ORDER BY created_at DESC LIMIT 1`, 'divio_platform')).toMatch(/went away/);
+  });
+
   it('a damaged dump, a digest that does not match, and an import never committed all change nothing', async () => {
     const before = await clusterSql(CHECKSUM_SQL, envDb('test'));
     // A damaged upload: garbage after a custom-format header.
@@ -282,6 +296,19 @@ describeWithDocker('database transfers between local and the platform', () => {
     expect(JSON.parse(second.body).error.message).toMatch(/Another database import or restore into test is in progress/);
     body.end(randomBytes(100));
     expect((await first).status).toBe(422);
+  });
+
+  it("deleting the app drops its environments' databases and every backup with them", async () => {
+    expect(Number(await backupDatabases('test'))).toBeGreaterThan(0);
+    const owned = (await clusterSql(`SELECT string_agg(quote_literal(datname), ',') FROM pg_database WHERE pg_get_userbyid(datdba) IN ('${envDb('test')}', '${envDb('live')}')`)).trim();
+    const deleted = await request(platform().endpoint, `/v1/apps/${slug}`, { method: 'DELETE', token });
+    expect(deleted.status).toBe(204);
+    for (const environment of ['test', 'live'] as const) {
+      expect(await clusterSql(`SELECT count(*) FROM pg_database WHERE datname = '${envDb(environment)}'`)).toBe('0');
+      expect(await clusterSql(`SELECT count(*) FROM pg_roles WHERE rolname = '${envDb(environment)}'`)).toBe('0');
+    }
+    expect(await clusterSql(`SELECT count(*) FROM pg_database WHERE datname IN (${owned})`)).toBe('0');
+    expect(await clusterSql(`SELECT count(*) FROM db_backups b LEFT JOIN environments e ON e.id = b.environment_id WHERE e.id IS NULL`, 'divio_platform')).toBe('0');
   });
 });
 
