@@ -1,11 +1,9 @@
 /**
  * The media sync engine (`divio project pull/push media`) against the real embedded media store:
- * s3rver behind the platform's SigV4 gate, run in a child process with `--openssl-legacy-provider`
- * (s3rver needs it for listings past 1,000 keys, and a vitest worker cannot be given the flag per
- * file). The child loads the store's TypeScript source through a small transpiling loader, so the
- * test needs no build.
+ * s3rver behind the platform's SigV4 gate, in-process on 127.0.0.1. (The gate answers listings
+ * itself, so listings past 1,000 keys no longer need `--openssl-legacy-provider`.)
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -13,7 +11,6 @@ import { lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, symlink, ut
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import {
   GetObjectCommand,
   HeadObjectCommand,
@@ -25,7 +22,7 @@ import {
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createIO, type IO } from '../../src/core/io.js';
 import { S3MediaStorage } from '../../src/platform/api/media-storage.js';
-import type { AccessKeyPair } from '../../src/platform/media/s3-server.js';
+import { startMediaServer, type AccessKeyPair } from '../../src/platform/media/s3-server.js';
 import * as digests from '../../src/services/project/media/digests.js';
 import { MediaSyncError, planMediaSync, syncMedia, type MediaRemote, type MediaSyncOptions, type MediaSyncResult } from '../../src/services/project/media/sync.js';
 
@@ -38,19 +35,18 @@ vi.mock('../../src/services/project/media/digests.js', async (importOriginal) =>
 // The SDK's notice that Node 20 support ends in 2027 is noise here (the engine silences it too).
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 
-const REPO = join(fileURLToPath(import.meta.url), '..', '..', '..');
 const REGION = 'us-east-1';
 const ADMIN: AccessKeyPair = { accessKeyId: 'MEDIASYNCADMIN', secretAccessKey: randomBytes(24).toString('base64url') };
 const MIB = 1024 * 1024;
 
 let work: string;
-let store: ChildStore;
+let store: Store;
 let storage: S3MediaStorage;
 let admin: S3Client;
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'divio-media-sync-'));
-  store = await startChildStore(join(work, 'store'));
+  store = await startStore(join(work, 'store'));
   storage = new S3MediaStorage({ endpoint: store.endpoint, publicUrl: store.endpoint, region: REGION, keysFile: store.keysFile, ...ADMIN });
   admin = s3Client(ADMIN);
 });
@@ -70,7 +66,7 @@ beforeEach(() => {
 // The tests
 
 describe('media sync round trip', () => {
-  it('pushes a tree (nested, unicode NFC and NFD, empty, 50 MB single-part, 70 MiB multipart) and pulls it back identical', async () => {
+  it('pushes a tree (nested, unicode NFC and NFD, empty, 50 MB single-part, 130 MiB multipart) and pulls it back identical', async () => {
     const bucket = await newBucket('roundtrip');
     const source = join(work, 'roundtrip-source');
     const files: Record<string, Buffer> = {
@@ -85,7 +81,8 @@ describe('media sync round trip', () => {
       'unicode/emoji-😀.gif': randomBytes(777),
       'medium.bin': randomBytes(5 * MIB + 3),
       'big/fifty.bin': randomBytes(50_000_000),
-      'big/multipart.bin': randomBytes(70 * MIB + 12345),
+      // Above the 128 MiB multipart threshold.
+      'big/multipart.bin': randomBytes(130 * MIB + 12345),
     };
     await writeTree(source, files);
 
@@ -116,7 +113,7 @@ describe('media sync round trip', () => {
     expect(await temporaryFiles(target)).toEqual([]);
   });
 
-  it('lists past 1,000 keys (s3rver pages with DES tokens) and re-syncs 1,100 unchanged files without reading one', async () => {
+  it('lists past 1,000 keys and re-syncs 1,100 unchanged files without reading one', async () => {
     const bucket = await newBucket('many');
     const source = join(work, 'many-source');
     const files: Record<string, Buffer> = {};
@@ -620,9 +617,9 @@ async function listingInjector(upstream: string, keys: string[]): Promise<{ endp
 }
 
 // ---------------------------------------------------------------------------------------------
-// The store, in a child process with --openssl-legacy-provider
+// The store
 
-interface ChildStore {
+interface Store {
   endpoint: string;
   directory: string;
   keysFile: string;
@@ -630,82 +627,12 @@ interface ChildStore {
   stop(): Promise<void>;
 }
 
-/** Transpiles the repository's TypeScript on import (type-only syntax only; no type check). */
-const TYPESCRIPT_LOADER = `
-import { createRequire } from 'node:module';
-import { readFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-const ts = createRequire(${JSON.stringify(join(REPO, 'package.json'))})('typescript');
-export async function resolve(specifier, context, next) {
-  if (specifier.endsWith('.js') && (specifier.startsWith('.') || specifier.startsWith('file:')) && context.parentURL?.endsWith('.ts')) {
-    const url = new URL(specifier, context.parentURL);
-    if (!existsSync(fileURLToPath(url))) return next(url.href.slice(0, -3) + '.ts', context);
-  }
-  return next(specifier, context);
-}
-export async function load(url, context, next) {
-  if (!url.endsWith('.ts')) return next(url, context);
-  const source = await readFile(fileURLToPath(url), 'utf8');
-  const { outputText } = ts.transpileModule(source, {
-    fileName: fileURLToPath(url),
-    compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
-  });
-  return { format: 'module', source: outputText, shortCircuit: true };
-}`;
-
-const CHILD_MAIN = `
-import { register } from 'node:module';
-register('data:text/javascript,' + encodeURIComponent(process.env.LOADER));
-const { startMediaServer } = await import(process.env.SERVER_MODULE);
-const options = JSON.parse(process.env.SERVER_OPTIONS);
-const server = await startMediaServer({ ...options, log: (line) => process.stdout.write('LOG ' + line + '\\n') });
-process.stdout.write('PORT ' + server.port + '\\n');
-// The test's end (or death) closes stdin: the store goes with it.
-process.stdin.resume();
-process.stdin.on('end', () => server.close().finally(() => process.exit(0)));
-`;
-
-async function startChildStore(root: string): Promise<ChildStore> {
+async function startStore(root: string): Promise<Store> {
   const directory = join(root, 'objects');
   const keysFile = join(root, 'secrets', 'media-keys.json');
   await mkdir(dirname(keysFile), { recursive: true });
   await writeFile(keysFile, JSON.stringify({ keys: {} }), { mode: 0o600 });
-  const child: ChildProcess = spawn(process.execPath, ['--openssl-legacy-provider', '--input-type=module', '-e', CHILD_MAIN], {
-    env: {
-      ...process.env,
-      LOADER: TYPESCRIPT_LOADER,
-      SERVER_MODULE: join(REPO, 'src', 'platform', 'media', 's3-server.ts'),
-      SERVER_OPTIONS: JSON.stringify({ directory, address: '127.0.0.1', port: 0, adminKey: ADMIN, keysFile }),
-    },
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
   const log: string[] = [];
-  const port = await new Promise<number>((resolve, reject) => {
-    let buffered = '';
-    child.stdout?.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      let newline: number;
-      while ((newline = buffered.indexOf('\n')) !== -1) {
-        const line = buffered.slice(0, newline);
-        buffered = buffered.slice(newline + 1);
-        if (line.startsWith('PORT ')) resolve(Number(line.slice(5)));
-        else if (line.startsWith('LOG ')) log.push(line.slice(4));
-      }
-    });
-    child.on('exit', (code) => reject(new Error(`the media store exited with ${code} before it listened`)));
-  });
-  return {
-    endpoint: `http://127.0.0.1:${port}`,
-    directory,
-    keysFile,
-    log,
-    async stop() {
-      const exited = new Promise((resolve) => child.on('exit', resolve));
-      child.stdin?.end();
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
+  const server = await startMediaServer({ directory, address: '127.0.0.1', port: 0, adminKey: ADMIN, keysFile, log: (line) => log.push(line) });
+  return { endpoint: `http://127.0.0.1:${server.port}`, directory, keysFile, log, stop: () => server.close() };
 }

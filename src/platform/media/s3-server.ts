@@ -2,14 +2,15 @@
  * The platform's embedded S3 store (runs as the `NAME-media` Swarm service): s3rver behind a gate
  * that verifies AWS Signature V4 for real and confines each environment's key pair to its own bucket.
  *
- * Run it as `node --openssl-legacy-provider dist/platform/media/s3-server.js`: s3rver encrypts
- * listing continuation tokens with DES, which OpenSSL 3 only offers through its legacy provider, so
- * without the flag every listing of more than 1,000 keys fails.
+ * The gate also answers listings itself (listing.ts) and replaces s3rver's write paths
+ * (s3rver-store.ts): s3rver's own lose keys, leave half-written objects visible and let a key
+ * escape its bucket. Listings no longer use s3rver's DES continuation tokens, so
+ * `--openssl-legacy-provider` is no longer needed (it does no harm).
  *
  * Environment: DIVIO_PLATFORM_CONFIG (runtime config: the admin key pair and `media.keysFile`),
  * DIVIO_S3_DIRECTORY (where objects live), DIVIO_S3_ADDRESS (default 0.0.0.0), DIVIO_S3_PORT (default 4568).
  */
-import { createCipheriv, createHash, createHmac, timingSafeEqual, type Hash, type Hmac } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual, type Hash, type Hmac } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
@@ -21,6 +22,7 @@ import { ALGORITHM_IDENTIFIER, SignatureV4, getCanonicalHeaders, getSigningKey }
 import type { Checksum, HttpRequest, SourceData } from '@smithy/types';
 import { z } from 'zod';
 import { readRuntimeConfig } from '../runtime-config.js';
+import { isListObjects, listBucket, ListingArgumentError, parseListingRequest, renderListing } from './listing.js';
 import {
   abortUpload,
   hardenFilesystemStore,
@@ -132,6 +134,8 @@ interface KoaContext {
   req: IncomingMessage;
   state: Record<string, unknown>;
   status: number;
+  type: string;
+  body: unknown;
 }
 type Middleware = (ctx: KoaContext, next: () => Promise<unknown>) => unknown;
 interface S3rverApp {
@@ -381,6 +385,10 @@ function gate(
         ctx.status = 204;
         return undefined;
       }
+      if (target.bucket !== undefined && isListObjects(ctx.method, target.key, ctx.query, s3rver.bucketSubresources)) {
+        await respondWithListing(ctx, store, target.bucket, s3rver);
+        return undefined;
+      }
     } catch (error) {
       const code = (error as { code?: unknown }).code;
       log(`refused ${ctx.method} ${ctx.path}: ${typeof code === 'string' ? code : 'error'}`);
@@ -404,11 +412,17 @@ function parseTarget(path: string, s3rver: S3rverModules): Target {
   if (path === '/') return { bucket: undefined, key: '' };
   const match = /^\/([^/]+)(?:\/(.*))?$/s.exec(path);
   if (!match) throw s3Error(s3rver, 'InvalidURI', "Couldn't parse the specified URI.");
+  let bucket: string;
   try {
-    return { bucket: decodeURIComponent(match[1] ?? ''), key: match[2] ?? '' };
+    bucket = decodeURIComponent(match[1] ?? '');
   } catch {
     throw s3Error(s3rver, 'InvalidURI', "Couldn't parse the specified URI.");
   }
+  // s3rver joins the name into a path: `..` or an encoded slash would leave the store's directory.
+  if (!/^[A-Za-z0-9._-]+$/.test(bucket) || bucket === '.' || bucket === '..') {
+    throw s3Error(s3rver, 'InvalidBucketName', 'The specified bucket is not valid.');
+  }
+  return { bucket, key: match[2] ?? '' };
 }
 
 function s3Error(s3rver: S3rverModules, code: string, message: string): Error {
@@ -806,6 +820,26 @@ async function checkUpload(target: Target, ctx: KoaContext, s3rver: S3rverModule
   }
 }
 
+/** s3rver's own listing loses keys and needs DES (see listing.ts): the gate answers listings itself. */
+async function respondWithListing(ctx: KoaContext, store: FilesystemStore, bucket: string, s3rver: S3rverModules): Promise<void> {
+  const bucketPath = store.getBucketPath(bucket);
+  const isBucket = await stat(bucketPath).then(
+    (info) => info.isDirectory(),
+    () => false,
+  );
+  if (!isBucket) throw s3Error(s3rver, 'NoSuchBucket', 'The specified bucket does not exist');
+  let request;
+  try {
+    request = parseListingRequest(ctx.query);
+  } catch (error) {
+    if (error instanceof ListingArgumentError) throw s3Error(s3rver, 'InvalidArgument', error.message);
+    throw error;
+  }
+  const listing = await listBucket(bucketPath, request);
+  ctx.type = 'application/xml';
+  ctx.body = renderListing(bucket, request, listing);
+}
+
 /** s3rver does not implement AbortMultipartUpload; the gate does, after the checks above. */
 function isAbortMultipartUpload(target: Target, ctx: KoaContext): boolean {
   return ctx.method === 'DELETE' && target.key !== '' && typeof ctx.query.uploadId === 'string';
@@ -830,15 +864,6 @@ function refuseChunkedUploads(ctx: KoaContext, s3rver: S3rverModules): void {
 // ---------------------------------------------------------------------------------------------
 // Entry point
 
-function legacyProviderEnabled(): boolean {
-  try {
-    createCipheriv('des', Buffer.alloc(8), Buffer.alloc(8));
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 function listenPort(value: string | undefined): number {
   const port = Number(value ?? 4568);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`DIVIO_S3_PORT is not a port number: ${value}`);
@@ -847,9 +872,6 @@ function listenPort(value: string | undefined): number {
 
 async function main(): Promise<void> {
   const log = (line: string) => console.log(`${new Date().toISOString()} ${line}`);
-  if (!legacyProviderEnabled()) {
-    throw new Error('run with `node --openssl-legacy-provider`: s3rver needs DES for listings of more than 1,000 keys');
-  }
   const directory = process.env.DIVIO_S3_DIRECTORY;
   if (!directory) throw new Error('DIVIO_S3_DIRECTORY is not set: it names the directory objects are stored in');
   const config = await readRuntimeConfig();

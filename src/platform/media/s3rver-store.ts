@@ -25,6 +25,7 @@ import { pipeline } from 'node:stream/promises';
 
 /** s3rver's FilesystemStore, as far as this module uses it. */
 export interface FilesystemStore {
+  getBucketPath(bucket: string): string;
   getResourcePath(bucket: string, key: string | undefined, resource: string): string;
   putObject(object: StoredObject): Promise<{ size: number; md5: string }>;
   putPart(bucket: string, uploadId: string, partNumber: string | number, content: Readable): Promise<{ size: number; md5: string }>;

@@ -4,7 +4,8 @@
  * unchanged, so an unchanged tree is compared without reading a byte of it.
  */
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { lstatSync, readdirSync, rmSync } from 'node:fs';
+import { lstat, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../../core/fs-util.js';
 import { fileKind, type FileDigests, type FileIdentity } from './digests.js';
@@ -30,58 +31,68 @@ export interface LocalTree {
   abandonedRemoved: number;
 }
 
+/**
+ * Walks the tree with blocking readdir/lstat, one directory at a time: thousands of tiny system
+ * calls cost far less in the calling thread than as round trips through libuv's thread pool.
+ * The event loop gets a turn between directories (the listing runs meanwhile; an abort is seen).
+ */
 export async function scanLocalTree(root: string, manifest: Manifest, signal?: AbortSignal): Promise<LocalTree> {
   const tree: LocalTree = { root, files: new Map(), directories: new Set(), obstacles: new Map(), invalid: [], abandonedRemoved: 0 };
-
-  async function visit(directory: string, prefix: string): Promise<void> {
+  const pending: [string, string][] = [[root, '']];
+  for (let next = pending.pop(); next; next = pending.pop()) {
+    const [directory, prefix] = next;
     signal?.throwIfAborted();
     let names: Buffer[];
     try {
-      names = await readdir(directory, { encoding: 'buffer' });
+      names = readdirSync(directory, { encoding: 'buffer' });
     } catch (error) {
-      if (prefix === '' && (error as NodeJS.ErrnoException).code === 'ENOENT') return;
+      if (prefix === '' && (error as NodeJS.ErrnoException).code === 'ENOENT') continue;
       throw error;
     }
-    await Promise.all(
-      names.map(async (raw) => {
-        const name = raw.toString();
-        const key = prefix + name;
-        if (!Buffer.from(name).equals(raw)) {
-          tree.invalid.push({ key, reason: 'name is not valid UTF-8' });
-          return;
-        }
-        const path = join(directory, name);
-        const owner = temporaryNameOwner(name);
-        if (owner !== undefined) {
-          if (await removeIfAbandoned(path, owner)) tree.abandonedRemoved++;
-          return;
-        }
-        const info = await lstat(path);
-        const problem = keyProblem(key);
-        if (info.isDirectory()) {
-          tree.directories.add(key);
-          if (problem) tree.invalid.push({ key: `${key}/`, reason: problem });
-          else await visit(path, `${key}/`);
-        } else if (!info.isFile()) {
-          tree.obstacles.set(key, fileKind(info));
-        } else if (problem) {
-          tree.invalid.push({ key, reason: problem });
-        } else {
-          const identity = { size: info.size, mtimeMs: info.mtimeMs, ctimeMs: info.ctimeMs, ino: info.ino };
-          tree.files.set(key, { key, path, ...identity, digests: manifest.digestsOf(key, identity) });
-        }
-      }),
-    );
+    for (const raw of names) {
+      const name = raw.toString();
+      const key = prefix + name;
+      if (!Buffer.from(name).equals(raw)) {
+        tree.invalid.push({ key, reason: 'name is not valid UTF-8' });
+        continue;
+      }
+      const path = join(directory, name);
+      const owner = temporaryNameOwner(name);
+      if (owner !== undefined) {
+        if (removeIfAbandoned(path, owner)) tree.abandonedRemoved++;
+        continue;
+      }
+      let info;
+      try {
+        info = lstatSync(path);
+      } catch (error) {
+        // Removed since the directory was read.
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw error;
+      }
+      const problem = keyProblem(key);
+      if (info.isDirectory()) {
+        tree.directories.add(key);
+        if (problem) tree.invalid.push({ key: `${key}/`, reason: problem });
+        else pending.push([path, `${key}/`]);
+      } else if (!info.isFile()) {
+        tree.obstacles.set(key, fileKind(info));
+      } else if (problem) {
+        tree.invalid.push({ key, reason: problem });
+      } else {
+        const identity = { size: info.size, mtimeMs: info.mtimeMs, ctimeMs: info.ctimeMs, ino: info.ino };
+        tree.files.set(key, { key, path, ...identity, digests: manifest.digestsOf(key, identity) });
+      }
+    }
+    await new Promise((resolve) => setImmediate(resolve));
   }
-
-  await visit(root, '');
   return tree;
 }
 
 /** A temporary download whose process is gone; one of a live process (a concurrent sync) stays. */
-async function removeIfAbandoned(path: string, owner: number): Promise<boolean> {
+function removeIfAbandoned(path: string, owner: number): boolean {
   if (owner === process.pid || processAlive(owner)) return false;
-  await rm(path, { force: true });
+  rmSync(path, { force: true });
   return true;
 }
 

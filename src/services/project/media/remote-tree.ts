@@ -27,11 +27,7 @@ export async function listRemoteTree(s3: MediaS3, signal?: AbortSignal): Promise
   let pages = 0;
   do {
     const page = await s3.request(
-      () =>
-        s3.client.send(
-          new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: s3.prefix || undefined, ContinuationToken: continuationToken }),
-          { abortSignal: signal },
-        ),
+      () => s3.fast.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: s3.prefix || undefined, ContinuationToken: continuationToken })),
       signal,
     );
     pages++;

@@ -10,6 +10,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
 import { localhostLookup } from '../../../core/localhost-lookup.js';
+import { ObjectHttp } from './object-http.js';
 
 export interface MediaRemote {
   /** e.g. http://s3.divio.localhost:8080 or http://127.0.0.1:PORT */
@@ -22,15 +23,24 @@ export interface MediaRemote {
 }
 
 export interface MediaS3 {
-  readonly client: S3Client;
   readonly bucket: string;
   readonly prefix: string;
+  /**
+   * For requests sent WITHOUT per-request options: the SDK then reuses one resolved middleware
+   * stack per command (its per-request cost halves; a call with options would clear that cache).
+   * The sync's signal still aborts them: an abort destroys the connections.
+   */
+  readonly fast: S3Client;
+  /** For requests that need their own abort signal (streamed bodies: a read error must end the request). */
+  readonly client: S3Client;
+  /** GetObject and small PutObject without the SDK's per-request machinery (see object-http.ts). */
+  readonly objects: ObjectHttp;
   /**
    * Runs one request (`attempt` is called again for each retry, so it can make a fresh body) in
    * one of the `concurrency` request slots; a download's slot is held until its body is read.
    */
   request<T>(attempt: () => Promise<T>, signal?: AbortSignal): Promise<T>;
-  /** How often the credentials provider was called (for the result and tests). */
+  /** How often the credentials provider was called. */
   readonly credentialRefreshes: number;
   destroy(): void;
 }
@@ -46,51 +56,80 @@ const REFRESH_MARGIN_MS = 30_000;
 const ignore = () => undefined;
 const SILENT = { trace: ignore, debug: ignore, info: ignore, warn: ignore, error: ignore };
 
-export function connectMediaS3(remote: MediaRemote, concurrency: number): MediaS3 {
+export function connectMediaS3(remote: MediaRemote, concurrency: number, signal?: AbortSignal): MediaS3 {
   // The SDK warns once per process that Node 20 support ends in 2027; a CLI user can do nothing about it.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const agentOptions = { keepAlive: true, maxSockets: concurrency, maxFreeSockets: concurrency, lookup: localhostLookup };
   const httpAgent = new HttpAgent(agentOptions);
   const httpsAgent = new HttpsAgent(agentOptions);
+  const requestHandler = new NodeHttpHandler({
+    httpAgent,
+    httpsAgent,
+    connectionTimeout: CONNECT_TIMEOUT_MS,
+    socketTimeout: IDLE_TIMEOUT_MS,
+  });
   const credentials = new RefreshingCredentials(remote.credentials);
-  const client = new S3Client({
+  const clientFor = (cacheMiddleware: boolean) => {
+    const client = new S3Client({
+      endpoint: remote.endpoint,
+      region: remote.region,
+      credentials: credentials.provider,
+      forcePathStyle: true,
+      // The embedded store refuses aws-chunked bodies, which the SDK's default checksum mode sends;
+      // integrity is checked with this engine's own digests instead.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      maxAttempts: 1,
+      cacheMiddleware,
+      // Without a logger the SDK writes some warnings to the console; failures are reported by the sync.
+      logger: SILENT,
+      requestHandler,
+    });
+    // It would copy every request's input and output for the (silent) logger.
+    client.middlewareStack.remove('loggerMiddleware');
+    return client;
+  };
+  // Two clients on one connection pool: any call with options clears the SDK's middleware cache.
+  const fast = clientFor(true);
+  const streaming = clientFor(false);
+  const objects = new ObjectHttp({
     endpoint: remote.endpoint,
     region: remote.region,
+    bucket: remote.bucket,
     credentials: credentials.provider,
-    forcePathStyle: true,
-    // The embedded store refuses aws-chunked bodies, which the SDK's default checksum mode sends;
-    // integrity is checked with this engine's own digests instead.
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-    maxAttempts: 1,
-    // Without a logger the SDK writes some warnings to the console; failures are reported by the sync.
-    logger: SILENT,
-    requestHandler: new NodeHttpHandler({
-      httpAgent,
-      httpsAgent,
-      connectionTimeout: CONNECT_TIMEOUT_MS,
-      socketTimeout: IDLE_TIMEOUT_MS,
-    }),
+    httpAgent,
+    httpsAgent,
+    idleTimeoutMs: IDLE_TIMEOUT_MS,
+    signal,
   });
   const slots = new Semaphore(concurrency);
+  const abort = () => {
+    httpAgent.destroy();
+    httpsAgent.destroy();
+  };
+  signal?.addEventListener('abort', abort, { once: true });
 
   return {
-    client,
     bucket: remote.bucket,
     prefix: remote.prefix,
+    fast,
+    client: streaming,
+    objects,
     get credentialRefreshes() {
       return credentials.calls;
     },
-    async request<T>(attempt: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-      await slots.acquire(signal);
+    async request<T>(attempt: () => Promise<T>, requestSignal?: AbortSignal): Promise<T> {
+      await slots.acquire(requestSignal);
       try {
-        return await withRetries(attempt, credentials, signal);
+        return await withRetries(attempt, credentials, requestSignal);
       } finally {
         slots.release();
       }
     },
     destroy() {
-      client.destroy();
+      signal?.removeEventListener('abort', abort);
+      fast.destroy();
+      streaming.destroy();
       httpAgent.destroy();
       httpsAgent.destroy();
     },

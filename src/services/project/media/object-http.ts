@@ -1,0 +1,138 @@
+/**
+ * GetObject and small PutObject, signed with the SDK's own SigV4 signer (@smithy/signature-v4)
+ * and sent on the sync's agent, without the client's middleware stack: a sync of thousands of
+ * small files spends most of its client CPU in that stack (endpoint rules, schema serde, retry
+ * and checksum middleware), about half a millisecond per request, which on a two-core machine is
+ * time taken from the store. Everything else (listing, multipart, deletes) goes through the
+ * S3Client. Errors carry the S3 error code as `name` and the HTTP status in `$metadata`, as the
+ * SDK's do, so retries treat both alike.
+ */
+import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
+import { request as httpRequest, type Agent as HttpAgent, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import { request as httpsRequest, type Agent as HttpsAgent } from 'node:https';
+import { SignatureV4 } from '@smithy/signature-v4';
+import type { AwsCredentialIdentityProvider, Checksum, SourceData } from '@smithy/types';
+
+export interface ObjectResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  /** Must be consumed (or destroyed) by the caller. */
+  body: IncomingMessage;
+}
+
+export interface ObjectHttpOptions {
+  endpoint: string;
+  region: string;
+  bucket: string;
+  credentials: AwsCredentialIdentityProvider;
+  httpAgent: HttpAgent;
+  httpsAgent: HttpsAgent;
+  idleTimeoutMs: number;
+  signal?: AbortSignal;
+}
+
+const UNSIGNED_PAYLOAD = 'UNSIGNED-PAYLOAD';
+
+export class ObjectHttp {
+  private readonly signer: SignatureV4;
+  private readonly url: URL;
+
+  constructor(private readonly options: ObjectHttpOptions) {
+    this.url = new URL(options.endpoint);
+    this.signer = new SignatureV4({
+      service: 's3',
+      region: options.region,
+      credentials: options.credentials,
+      sha256: NodeSha256,
+      // S3 signs the path exactly as sent (already escaped below).
+      uriEscapePath: false,
+      applyChecksum: false,
+    });
+  }
+
+  /** Resolves with the response once its headers arrive (2xx only; anything else throws). */
+  async get(key: string): Promise<ObjectResponse> {
+    return this.send('GET', key, { 'x-amz-content-sha256': UNSIGNED_PAYLOAD });
+  }
+
+  async put(key: string, body: Buffer, headers: Record<string, string>, sha256: string): Promise<ObjectResponse> {
+    // The body's digest is known already: giving it saves the signer hashing the body again.
+    return this.send('PUT', key, { ...headers, 'content-length': String(body.length), 'x-amz-content-sha256': sha256 }, body);
+  }
+
+  private async send(method: string, key: string, headers: Record<string, string>, body?: Buffer): Promise<ObjectResponse> {
+    const basePath = this.url.pathname.replace(/\/$/, '');
+    const path = `${basePath}/${escapeSegment(this.options.bucket)}/${key.split('/').map(escapeSegment).join('/')}`;
+    const signed = await this.signer.sign({
+      method,
+      protocol: this.url.protocol,
+      hostname: this.url.hostname,
+      port: this.url.port ? Number(this.url.port) : undefined,
+      path,
+      query: {},
+      headers: { ...headers, host: this.url.host },
+    });
+    const https = this.url.protocol === 'https:';
+    const response = await new Promise<IncomingMessage>((resolve, reject) => {
+      const outgoing = (https ? httpsRequest : httpRequest)({
+        protocol: this.url.protocol,
+        hostname: this.url.hostname,
+        port: this.url.port || undefined,
+        method,
+        path,
+        headers: signed.headers,
+        agent: https ? this.options.httpsAgent : this.options.httpAgent,
+        signal: this.options.signal,
+      });
+      outgoing.setTimeout(this.options.idleTimeoutMs, () => outgoing.destroy(Object.assign(new Error('the request timed out'), { name: 'TimeoutError' })));
+      outgoing.once('response', resolve);
+      outgoing.once('error', reject);
+      outgoing.end(body);
+    });
+    const status = response.statusCode ?? 0;
+    if (status >= 200 && status < 300) return { status, headers: response.headers, body: response };
+    throw await s3ErrorFrom(response, status);
+  }
+}
+
+/** S3's RFC 3986 escaping of one path segment. */
+function escapeSegment(segment: string): string {
+  return encodeURIComponent(segment).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+async function s3ErrorFrom(response: IncomingMessage, status: number): Promise<Error> {
+  let text = '';
+  for await (const chunk of response) {
+    if (text.length < 64 * 1024) text += String(chunk);
+  }
+  const code = /<Code>([^<]*)<\/Code>/.exec(text)?.[1] ?? (status === 404 ? 'NotFound' : `HTTP${status}`);
+  const message = /<Message>([^<]*)<\/Message>/.exec(text)?.[1] ?? `HTTP ${status}`;
+  return Object.assign(new Error(message), { name: code, Code: code, $metadata: { httpStatusCode: status } });
+}
+
+/** SHA-256 and HMAC-SHA-256 from node:crypto in the shape the signer expects. */
+class NodeSha256 implements Checksum {
+  private hash: Hash | Hmac;
+
+  constructor(private readonly secret?: SourceData) {
+    this.hash = this.fresh();
+  }
+
+  update(data: Uint8Array): void {
+    this.hash.update(data);
+  }
+
+  async digest(): Promise<Uint8Array> {
+    return new Uint8Array(this.hash.digest());
+  }
+
+  reset(): void {
+    this.hash = this.fresh();
+  }
+
+  private fresh(): Hash | Hmac {
+    if (this.secret === undefined) return createHash('sha256');
+    const key = typeof this.secret === 'string' ? this.secret : Buffer.from(this.secret as Uint8Array);
+    return createHmac('sha256', key);
+  }
+}
