@@ -287,7 +287,7 @@ async function runTransfers(
     onBytes: (bytes) => progress?.bytes(bytes),
     directories: new LocalDirectories(options.localDir),
   };
-  await forEachLimited(plan.transfers, session.concurrency, async (transfer) => {
+  const run = async (transfer: Plan['transfers'][number]) => {
     if (options.signal?.aborted) return;
     try {
       const outcome =
@@ -306,7 +306,8 @@ async function runTransfers(
     } finally {
       progress?.fileDone();
     }
-  });
+  };
+  await forEachLimited(plan.transfers, session.concurrency, run);
 }
 
 interface DeletionOutcome {

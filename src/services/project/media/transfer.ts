@@ -14,25 +14,22 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import {
-  close as fsClose,
   closeSync,
   constants,
   fdatasync,
   fstatSync,
-  lstat as fsLstat,
   lstatSync,
   mkdirSync,
   open as fsOpen,
   openSync,
   readSync,
   rename as fsRename,
-  write as fsWrite,
+  writeSync,
 } from 'node:fs';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
-import { Readable, Transform, Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { Readable, Transform } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -103,8 +100,8 @@ export class LocalPathError extends Error {
   }
 }
 
-/** Read whole into memory below this size: one read, one request, no second pass. */
-const IN_MEMORY_LIMIT = 4 * MIB;
+/** Read whole into memory up to this size: one read, one request, no second pass. */
+export const SMALL_FILE_LIMIT = 4 * MIB;
 const STREAM_CHUNK = MIB;
 const WRITE_BATCH = 4 * MIB;
 const ABORT_TIMEOUT_MS = 10_000;
@@ -113,7 +110,7 @@ const ABORT_TIMEOUT_MS = 10_000;
 // Upload
 
 export async function uploadFile(s3: MediaS3, file: LocalFile, settings: TransferSettings): Promise<TransferOutcome> {
-  if (file.size <= IN_MEMORY_LIMIT) return uploadFromMemory(s3, file, settings);
+  if (file.size <= SMALL_FILE_LIMIT) return uploadFromMemory(s3, file, settings);
   // The metadata (sha256) precedes the body: a first pass hashes, unless the manifest or the plan
   // already did. MD5s are taken from the bytes as they are sent.
   let digests = file.digests;
@@ -354,26 +351,7 @@ function rangeReader(handle: FileHandle, start: number, length: number): Readabl
   });
 }
 
-/**
- * Writes to an open file without ever closing it (the caller fsyncs and closes). Chunks that
- * arrive while a write is in progress go out together in one writev: one trip through the thread
- * pool per few megabytes instead of one per 64 KiB network chunk.
- */
-function fileWriter(handle: FileHandle): Writable {
-  return new Writable({
-    highWaterMark: WRITE_BATCH,
-    write(chunk: Buffer, _encoding, callback) {
-      writeAll(handle, [chunk]).then(() => callback(), callback);
-    },
-    writev(chunks, callback) {
-      writeAll(
-        handle,
-        chunks.map(({ chunk }) => chunk as Buffer),
-      ).then(() => callback(), callback);
-    },
-  });
-}
-
+/** Writes every byte of `buffers` (writev may write less than asked). */
 async function writeAll(handle: FileHandle, buffers: Buffer[]): Promise<void> {
   let pending = buffers;
   while (pending.length > 0) {
@@ -490,7 +468,7 @@ export async function downloadFile(s3: MediaS3, object: RemoteObject, settings: 
         return digests;
       };
       const placed =
-        size <= IN_MEMORY_LIMIT ? await placeSmall(body, directory, target, received, check) : await placeStreamed(body, directory, target, received, check, settings.signal);
+        size <= SMALL_FILE_LIMIT ? await placeSmall(body, directory, target, received, check) : await placeStreamed(body, directory, target, received, check);
       const known: FileDigests = { sha256: placed.digests.sha256 };
       // Verified by sha256, the content is the stored object's, so its ETag describes it too.
       if (requirement.kind === 'md5') known.md5 = placed.digests.md5 ?? etag;
@@ -507,11 +485,8 @@ export async function downloadFile(s3: MediaS3, object: RemoteObject, settings: 
 
 const fsAsync = {
   open: promisify(fsOpen),
-  write: promisify(fsWrite),
   fdatasync: promisify(fdatasync),
-  close: promisify(fsClose),
   rename: promisify(fsRename),
-  lstat: promisify(fsLstat),
 };
 
 /**
@@ -536,22 +511,21 @@ async function placeSmall(
   const content = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
   const temporary = join(directory, temporaryName(randomBytes(8).toString('hex')));
   const fd = await fsAsync.open(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o666);
-  let open = true;
   let renamed = false;
   try {
-    for (let offset = 0; offset < content.length; ) offset += (await fsAsync.write(fd, content, offset, content.length - offset)).bytesWritten;
+    // Into the page cache: quick enough to do in place. The flush and the rename are not.
+    for (let offset = 0; offset < content.length; ) offset += writeSync(fd, content, offset, content.length - offset);
     await fsAsync.fdatasync(fd);
-    open = false;
-    await fsAsync.close(fd);
     refuseNonFileTarget(target);
     await fsAsync.rename(temporary, target);
     renamed = true;
+    // Taken after the rename (which changes the ctime), from the still open descriptor.
+    const info = fstatSync(fd);
+    return { digests, identity: { size: info.size, mtimeMs: info.mtimeMs, ctimeMs: info.ctimeMs, ino: info.ino } };
   } finally {
-    if (open) await fsAsync.close(fd).catch(() => undefined);
+    closeSync(fd);
     if (!renamed) await rm(temporary, { force: true });
   }
-  const info = await fsAsync.lstat(target);
-  return { digests, identity: { size: info.size, mtimeMs: info.mtimeMs, ctimeMs: info.ctimeMs, ino: info.ino } };
 }
 
 /** A large download streams to its hidden temporary file; memory stays at a few chunks. */
@@ -561,19 +535,26 @@ async function placeStreamed(
   target: string,
   received: (chunk: Buffer) => void,
   check: () => FileDigests,
-  signal: AbortSignal | undefined,
 ): Promise<{ digests: FileDigests; identity: FileIdentity }> {
   const temporary = join(directory, temporaryName(randomBytes(8).toString('hex')));
   const handle = await open(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o666);
   let renamed = false;
   try {
-    const meter = new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
-        received(chunk);
-        callback(null, chunk);
-      },
-    });
-    await pipeline(body, meter, fileWriter(handle), { signal });
+    // Network chunks (64 KiB) are gathered into one writev per few MiB; reading pauses while a
+    // write is under way, so memory stays at one batch.
+    let batch: Buffer[] = [];
+    let batched = 0;
+    for await (const chunk of body) {
+      received(chunk as Buffer);
+      batch.push(chunk as Buffer);
+      batched += (chunk as Buffer).length;
+      if (batched >= WRITE_BATCH) {
+        await writeAll(handle, batch);
+        batch = [];
+        batched = 0;
+      }
+    }
+    if (batch.length > 0) await writeAll(handle, batch);
     const digests = check();
     await handle.datasync();
     await handle.close();
