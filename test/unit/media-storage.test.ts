@@ -10,18 +10,28 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
   CopyObjectCommand,
   CreateBucketCommand,
+  CreateMultipartUploadCommand,
   DeleteBucketCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
+  HeadObjectCommand,
   ListBucketsCommand,
+  ListObjectsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
+  UploadPartCommand,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
+import { SignatureV4 } from '@smithy/signature-v4';
+import type { SourceData } from '@smithy/types';
+import { request as httpRequest } from 'node:http';
+import { readdir, rename } from 'node:fs/promises';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3MediaStorage, isValidBucketName, mediaBucketName } from '../../src/platform/api/media-storage.js';
@@ -383,4 +393,238 @@ describe('embedded media store with real S3 clients', async () => {
 /** A developer's own AWS settings (profile, CA bundle) must not leak into the test's clients. */
 function withoutAwsSettings(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.entries(env).filter(([name]) => !name.startsWith('AWS_') && !name.startsWith('RCLONE_')));
+}
+
+describe('embedded media store: short-lived and read-only keys', () => {
+  it('refuses a key past its expiresAt with 403 ExpiredToken, even before the keys file is reloaded', async () => {
+    await storage.provision({ bucket: 'expiry-test' });
+    const expired = newPair();
+    const soon = newPair();
+    const soonExpiresAt = Date.now() + 2500;
+    await addKeys({
+      [expired.accessKeyId]: { secretAccessKey: expired.secretAccessKey, bucket: 'expiry-test', expiresAt: new Date(Date.now() - 1000).toISOString() },
+      [soon.accessKeyId]: { secretAccessKey: soon.secretAccessKey, bucket: 'expiry-test', expiresAt: new Date(soonExpiresAt).toISOString() },
+    });
+    await waitFor(() => reachesBucket(soon, 'expiry-test'), 'the short-lived key is accepted');
+    const refusedAs = (key: AccessKeyPair) =>
+      clientFor(key)
+        .send(new ListObjectsV2Command({ Bucket: 'expiry-test' }))
+        .then(
+          () => undefined,
+          (error: { name?: string; $metadata?: { httpStatusCode?: number } }) => [error.name, error.$metadata?.httpStatusCode],
+        );
+    expect(await refusedAs(expired)).toEqual(['ExpiredToken', 403]);
+    await new Promise((resolve) => setTimeout(resolve, soonExpiresAt - Date.now() + 50));
+    // The file has not changed since: the expiry alone refuses the key.
+    expect(await refusedAs(soon)).toEqual(['ExpiredToken', 403]);
+  });
+
+  it('lets a readOnly key read and list its bucket, and nothing else', async () => {
+    await storage.provision({ bucket: 'readonly-test' });
+    await clientFor(ADMIN).send(new PutObjectCommand({ Bucket: 'readonly-test', Key: 'a.txt', Body: 'a' }));
+    const reader = newPair();
+    await addKeys({ [reader.accessKeyId]: { secretAccessKey: reader.secretAccessKey, bucket: 'readonly-test', readOnly: true } });
+    await waitFor(() => reachesBucket(reader, 'readonly-test'), 'the read-only key is accepted');
+    const client = clientFor(reader);
+    expect((await readObject(client, 'readonly-test', 'a.txt')).toString()).toBe('a');
+    expect((await client.send(new ListObjectsV2Command({ Bucket: 'readonly-test' }))).KeyCount).toBe(1);
+    const denied = { name: 'AccessDenied' };
+    await expect(client.send(new PutObjectCommand({ Bucket: 'readonly-test', Key: 'b.txt', Body: 'b' }))).rejects.toMatchObject(denied);
+    await expect(client.send(new DeleteObjectCommand({ Bucket: 'readonly-test', Key: 'a.txt' }))).rejects.toMatchObject(denied);
+    await expect(client.send(new CreateMultipartUploadCommand({ Bucket: 'readonly-test', Key: 'c.txt' }))).rejects.toMatchObject(denied);
+  });
+});
+
+describe('embedded media store: keys and writes s3rver alone would get wrong', () => {
+  it('refuses keys that would leave the bucket or name another key on disk', async () => {
+    const mine = await storage.provision({ bucket: 'escape-test' });
+    await storage.provision({ bucket: 'escape-victim' });
+    const client = clientFor(keyOf(mine));
+    for (const key of ['../escape-victim/planted', 'a/../../escape-victim/planted', 'a//b', 'x/./y', '/abs', `${'n'.repeat(240)}.txt`, 'x._S3rver_object']) {
+      await expect(client.send(new PutObjectCommand({ Bucket: 'escape-test', Key: key, Body: 'x' }))).rejects.toMatchObject({ $metadata: { httpStatusCode: 400 } });
+    }
+    expect((await clientFor(ADMIN).send(new ListObjectsV2Command({ Bucket: 'escape-victim' }))).KeyCount).toBe(0);
+    expect((await client.send(new ListObjectsV2Command({ Bucket: 'escape-test' }))).KeyCount).toBe(0);
+    // Raw paths (fetch would resolve the dot segments before sending).
+    for (const path of ['/%2E%2E/escape-victim/x', '/escape-test%2F..%2Fescape-victim/x']) {
+      expect(await rawGet(path)).toEqual([400, 'InvalidBucketName']);
+    }
+  });
+
+  it('never shows an object whose upload was cut off, and leaves no temporary file', async () => {
+    await storage.provision({ bucket: 'cutoff-test' });
+    const signer = new SignatureV4({ service: 's3', region: REGION, credentials: ADMIN, sha256: NodeHash, uriEscapePath: false, applyChecksum: false });
+    const url = new URL(`${endpoint}/cutoff-test/half.bin`);
+    const signed = await signer.sign({
+      method: 'PUT',
+      protocol: 'http:',
+      hostname: url.hostname,
+      port: Number(url.port),
+      path: url.pathname,
+      query: {},
+      headers: { host: url.host, 'content-length': String(2 * 1024 * 1024), 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' },
+    });
+    await new Promise<void>((resolve) => {
+      const request = httpRequest({ host: url.hostname, port: url.port, path: url.pathname, method: 'PUT', headers: signed.headers });
+      request.on('error', () => resolve());
+      request.write(randomBytes(1024 * 1024), () => setTimeout(() => request.destroy(), 100));
+      request.on('close', () => resolve());
+    });
+    const bucketDirectory = join(workDir, 'objects', 'cutoff-test');
+    await waitFor(async () => (await readdir(bucketDirectory)).length === 0, 'the partial upload is cleaned up');
+    await expect(clientFor(ADMIN).send(new HeadObjectCommand({ Bucket: 'cutoff-test', Key: 'half.bin' }))).rejects.toMatchObject({ name: 'NotFound' });
+  });
+});
+
+describe('embedded media store: multipart uploads', () => {
+  const MIB = 1024 * 1024;
+
+  async function start(client: S3Client, bucket: string, key: string) {
+    const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, Metadata: { sha256: 'abc' } }));
+    return UploadId as string;
+  }
+
+  async function part(client: S3Client, bucket: string, key: string, uploadId: string, partNumber: number, body: Buffer) {
+    return (await client.send(new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumber: partNumber, Body: body }))).ETag as string;
+  }
+
+  it('assembles parts only at CompleteMultipartUpload, under S3\'s composite ETag', async () => {
+    const grant = await storage.provision({ bucket: 'multipart-test' });
+    const client = clientFor(keyOf(grant));
+    const parts = [randomBytes(5 * MIB), randomBytes(5 * MIB), randomBytes(1234)];
+    const uploadId = await start(client, 'multipart-test', 'video.bin');
+    const etags = [];
+    for (const [index, body] of parts.entries()) {
+      const etag = await part(client, 'multipart-test', 'video.bin', uploadId, index + 1, body);
+      expect(etag.replace(/"/g, '')).toBe(createHash('md5').update(body).digest('hex'));
+      etags.push(etag);
+    }
+    expect((await client.send(new ListObjectsV2Command({ Bucket: 'multipart-test' }))).KeyCount).toBe(0);
+    const completed = await client.send(
+      new CompleteMultipartUploadCommand({
+        Bucket: 'multipart-test',
+        Key: 'video.bin',
+        UploadId: uploadId,
+        MultipartUpload: { Parts: etags.map((ETag, index) => ({ ETag, PartNumber: index + 1 })) },
+      }),
+    );
+    const composite = `${createHash('md5').update(Buffer.concat(parts.map((body) => createHash('md5').update(body).digest()))).digest('hex')}-3`;
+    expect(completed.ETag).toBe(`"${composite}"`);
+    const listed = await client.send(new ListObjectsV2Command({ Bucket: 'multipart-test' }));
+    expect(listed.Contents?.map((object) => [object.Key, object.ETag, object.Size])).toEqual([['video.bin', `"${composite}"`, 5 * MIB * 2 + 1234]]);
+    expect(sha256(await readObject(client, 'multipart-test', 'video.bin'))).toBe(sha256(Buffer.concat(parts)));
+    expect((await client.send(new HeadObjectCommand({ Bucket: 'multipart-test', Key: 'video.bin' }))).Metadata).toEqual({ sha256: 'abc' });
+  });
+
+  it('checks the parts like S3: wrong ETag, wrong order, a small part before the last', async () => {
+    const client = clientFor(keyOf(await storage.provision({ bucket: 'multipart-checks' })));
+    const uploadId = await start(client, 'multipart-checks', 'x.bin');
+    const first = await part(client, 'multipart-checks', 'x.bin', uploadId, 1, randomBytes(MIB));
+    const second = await part(client, 'multipart-checks', 'x.bin', uploadId, 2, randomBytes(MIB));
+    const complete = (parts: { ETag: string; PartNumber: number }[]) =>
+      client.send(new CompleteMultipartUploadCommand({ Bucket: 'multipart-checks', Key: 'x.bin', UploadId: uploadId, MultipartUpload: { Parts: parts } }));
+    await expect(complete([{ ETag: `"${'0'.repeat(32)}"`, PartNumber: 1 }])).rejects.toMatchObject({ name: 'InvalidPart' });
+    await expect(complete([{ ETag: second, PartNumber: 2 }, { ETag: first, PartNumber: 1 }])).rejects.toMatchObject({ name: 'InvalidPartOrder' });
+    await expect(complete([{ ETag: first, PartNumber: 1 }, { ETag: second, PartNumber: 2 }])).rejects.toMatchObject({ name: 'EntityTooSmall' });
+    expect((await client.send(new ListObjectsV2Command({ Bucket: 'multipart-checks' }))).KeyCount).toBe(0);
+  });
+
+  it('aborts an upload (s3rver alone answers 405), and refuses upload ids and part numbers that are not its own', async () => {
+    const client = clientFor(keyOf(await storage.provision({ bucket: 'multipart-abort' })));
+    const uploadId = await start(client, 'multipart-abort', 'x.bin');
+    await part(client, 'multipart-abort', 'x.bin', uploadId, 1, randomBytes(MIB));
+    const uploads = join(workDir, 'objects', 'multipart-abort', '._S3rver_uploads');
+    expect(await readdir(uploads)).toEqual([uploadId]);
+    await client.send(new AbortMultipartUploadCommand({ Bucket: 'multipart-abort', Key: 'x.bin', UploadId: uploadId }));
+    expect(await readdir(uploads)).toEqual([]);
+    await expect(part(client, 'multipart-abort', 'x.bin', uploadId, 2, randomBytes(10))).rejects.toMatchObject({ name: 'NoSuchUpload' });
+    const another = await start(client, 'multipart-abort', 'y.bin');
+    await expect(part(client, 'multipart-abort', 'x.bin', another, 1, randomBytes(10))).rejects.toMatchObject({ name: 'NoSuchUpload' });
+    await expect(part(client, 'multipart-abort', 'y.bin', '../../escape', 1, randomBytes(10))).rejects.toMatchObject({ name: 'NoSuchUpload' });
+    await expect(part(client, 'multipart-abort', 'y.bin', another, 0, randomBytes(10))).rejects.toMatchObject({ $metadata: { httpStatusCode: 400 } });
+  });
+});
+
+describe('embedded media store: listings', () => {
+  it('lists in key order across pages, with delimiters at any depth, V1 and V2', async () => {
+    const client = clientFor(keyOf(await storage.provision({ bucket: 'listing-test' })));
+    // Directory order on disk puts a/x before a-b; key order does not.
+    const keys = ['a', 'a-b', 'a/x', 'a/y/z', 'b', 'deep/x/y/z/f.txt', 'deep/x/y/g.txt', 'deep/w.txt', 'sp ace&amp.txt', 'é', 'z'];
+    for (const key of keys) await client.send(new PutObjectCommand({ Bucket: 'listing-test', Key: key, Body: key }));
+    const sorted = [...keys].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+
+    const paged: string[] = [];
+    let token: string | undefined;
+    do {
+      const page = await client.send(new ListObjectsV2Command({ Bucket: 'listing-test', MaxKeys: 3, ContinuationToken: token }));
+      paged.push(...(page.Contents ?? []).map((object) => object.Key as string));
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    expect(paged).toEqual(sorted);
+
+    const top = await client.send(new ListObjectsV2Command({ Bucket: 'listing-test', Delimiter: '/' }));
+    expect(top.Contents?.map((object) => object.Key)).toEqual(['a', 'a-b', 'b', 'sp ace&amp.txt', 'z', 'é']);
+    expect(top.CommonPrefixes?.map((prefix) => prefix.Prefix)).toEqual(['a/', 'deep/']);
+    const deep = await client.send(new ListObjectsV2Command({ Bucket: 'listing-test', Delimiter: '/', Prefix: 'deep/' }));
+    expect([deep.Contents?.map((object) => object.Key), deep.CommonPrefixes?.map((prefix) => prefix.Prefix)]).toEqual([['deep/w.txt'], ['deep/x/']]);
+
+    // Paging through common prefixes returns each once.
+    const entries: string[] = [];
+    let marker: string | undefined;
+    do {
+      const page = await client.send(new ListObjectsCommand({ Bucket: 'listing-test', Delimiter: '/', MaxKeys: 2, Marker: marker }));
+      entries.push(...(page.Contents ?? []).map((object) => object.Key as string), ...(page.CommonPrefixes ?? []).map((prefix) => prefix.Prefix as string));
+      marker = page.IsTruncated ? page.NextMarker : undefined;
+    } while (marker);
+    expect(entries.sort()).toEqual(['a', 'a-b', 'a/', 'b', 'deep/', 'sp ace&amp.txt', 'z', 'é'].sort());
+
+    // encoding-type=url (which rclone asks for) percent-encodes keys; the SDK leaves decoding to its caller.
+    const encoded = await client.send(new ListObjectsV2Command({ Bucket: 'listing-test', Prefix: 'sp', EncodingType: 'url' }));
+    expect(encoded.Contents?.map((object) => object.Key)).toEqual(['sp%20ace%26amp.txt']);
+  });
+});
+
+class NodeHash {
+  private hash;
+
+  constructor(secret?: SourceData) {
+    this.hash = secret === undefined ? createHash('sha256') : createHmac('sha256', typeof secret === 'string' ? secret : Buffer.from(secret as Uint8Array));
+  }
+
+  update(data: Uint8Array): void {
+    this.hash.update(data);
+  }
+
+  async digest(): Promise<Uint8Array> {
+    return new Uint8Array(this.hash.digest());
+  }
+
+  reset(): void {}
+}
+
+/** An anonymous GET of a path exactly as given: [status, S3 error code]. */
+function rawGet(path: string): Promise<[number, string | undefined]> {
+  const url = new URL(endpoint);
+  return new Promise((resolve, reject) => {
+    const request = httpRequest({ host: url.hostname, port: url.port, path }, (response) => {
+      let body = '';
+      response.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      response.on('end', () => resolve([response.statusCode ?? 0, /<Code>([^<]+)<\/Code>/.exec(body)?.[1]]));
+    });
+    request.on('error', reject);
+    request.end();
+  });
+}
+
+function newPair(): AccessKeyPair {
+  return { accessKeyId: `TEMP${randomBytes(8).toString('hex').toUpperCase()}`, secretAccessKey: randomBytes(24).toString('base64url') };
+}
+
+/** Adds entries to the keys file as the platform API does: the whole file, replaced by rename. */
+async function addKeys(entries: Record<string, { secretAccessKey: string; bucket: string; expiresAt?: string; readOnly?: boolean }>): Promise<void> {
+  const file = JSON.parse(await readFile(keysFile, 'utf8')) as { keys: Record<string, unknown> };
+  Object.assign(file.keys, entries);
+  const temporary = `${keysFile}.test-${process.pid}`;
+  await writeFile(temporary, JSON.stringify(file, null, 2), { mode: 0o600 });
+  await rename(temporary, keysFile);
 }
