@@ -391,7 +391,41 @@ describe('media sync credentials', () => {
   });
 });
 
+describe('media sync endpoint names', () => {
+  it('reaches an endpoint named under .localhost, which the system resolver does not know', async () => {
+    const bucket = await newBucket('localhost');
+    const media = join(work, 'localhost-media');
+    await writeTree(media, { 'a.txt': Buffer.from('a') });
+    const port = new URL(store.endpoint).port;
+    const result = await sync({ direction: 'push', localDir: media, remote: { ...remoteFor(bucket), endpoint: `http://s3.divio.localhost:${port}` } });
+    expect(result.files.transferred).toBe(1);
+    expect(result.target).toBe(`http://s3.divio.localhost:${port}/${bucket.bucket}/`);
+  });
+});
+
 describe('media sync progress', () => {
+  it('redraws one line on a terminal', async () => {
+    const bucket = await newBucket('progress-tty');
+    const media = join(work, 'progress-tty-media');
+    await writeTree(media, { 'a.bin': randomBytes(1000), 'b.bin': randomBytes(2000) });
+    let text = '';
+    const terminal = Object.assign(
+      new Writable({
+        write(chunk: Buffer, _encoding, callback) {
+          text += chunk.toString();
+          callback();
+        },
+      }),
+      { isTTY: true, columns: 100 },
+    );
+    const io = createIO({ stdin: new PassThrough(), stdout: new PassThrough(), stderr: terminal, env: { TERM: 'xterm' } });
+    expect(io.fancy).toBe(true);
+    await sync({ direction: 'push', localDir: media, remote: remoteFor(bucket), io });
+    expect(text).toMatch(/\r\x1b\[2K\[[#-]+\] Pushing \d\/2 files/);
+    // The bar is cleared before the summary line.
+    expect(text).toMatch(/\r\x1b\[2KPushed 2 file\(s\)/);
+  });
+
   it('prints plain lines (no redraws) when stderr is not a terminal', async () => {
     const bucket = await newBucket('progress');
     const media = join(work, 'progress-media');
