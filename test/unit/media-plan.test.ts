@@ -75,6 +75,14 @@ describe('planSync: push', () => {
     expect(result.transfers.map((transfer) => transfer.key)).toEqual(['sse.bin']);
   });
 
+  it('sends a file that could not be read for comparison (and the transfer reports why) rather than taking it as equal', () => {
+    const tree = local({ 'locked.bin': { size: 4 } });
+    (tree.files.get('locked.bin') as LocalFile).unreadable = true;
+    const result = plan({ direction: 'push', local: tree, remote: remote({ 'locked.bin': { size: 4, etag: '"e"' } }) });
+    expect(result.transfers.map((transfer) => transfer.key)).toEqual(['locked.bin']);
+    expect(result.needDigests).toEqual([]);
+  });
+
   it('refuses symlinks, special files and invalid names, and never deletes their keys from the bucket', () => {
     const result = plan({
       direction: 'push',

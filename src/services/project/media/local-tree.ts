@@ -16,6 +16,8 @@ export interface LocalFile extends FileIdentity {
   path: string;
   /** Known digests of the current content (from the manifest or hashed in this run). */
   digests?: FileDigests;
+  /** It could not be read for comparison: it is transferred, never taken as equal. */
+  unreadable?: boolean;
 }
 
 export interface LocalTree {

@@ -108,7 +108,7 @@ function compare(plan: Plan, local: LocalFile | undefined, remote: RemoteObject 
     plan.transfers.push({ key, size: source.size, reason: 'new', local, remote });
     return;
   }
-  if (local.size !== remote.size) {
+  if (local.size !== remote.size || local.unreadable) {
     plan.transfers.push({ key, size: source.size, reason: 'changed', local, remote });
     return;
   }

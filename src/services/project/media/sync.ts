@@ -244,6 +244,8 @@ async function prepare(session: Session): Promise<Prepared> {
 
   let plan = planSync(input);
   const readFailures: MediaSyncFailure[] = [];
+  // Digests of files that changed while they were read describe nothing worth remembering.
+  const volatile = new Set<string>();
   if (plan.needDigests.length > 0) {
     await forEachLimited(plan.needDigests, HASH_CONCURRENCY, async (need) => {
       const file = local.files.get(need.key);
@@ -251,18 +253,29 @@ async function prepare(session: Session): Promise<Prepared> {
       try {
         const hashed = await hashFile(file.path, { md5: need.md5, partSizes: need.partSizes, signal });
         file.digests = { ...file.digests, ...hashed.digests, etags: { ...file.digests?.etags, ...hashed.digests.etags } };
-        if (hashed.stable) manifest.remember(file.key, file, file.digests);
+        const { identity } = hashed;
+        if (!hashed.stable || identity.size !== file.size || identity.mtimeMs !== file.mtimeMs || identity.ino !== file.ino) volatile.add(file.key);
       } catch (error) {
         signal?.throwIfAborted();
-        // Unreadable: the comparison cannot succeed, so the file is transferred (and on push, fails there).
-        file.digests = { sha256: '' };
+        // The comparison cannot succeed: the file is transferred (on push, it fails there).
+        file.unreadable = true;
+        volatile.add(file.key);
         if (options.direction === 'push') readFailures.push({ key: file.key, operation: 'read', message: errorMessage(error) });
       }
     });
     plan = planSync(input);
+    // Whatever is still undecided is copied rather than assumed equal.
+    for (const need of plan.needDigests) {
+      const file = local.files.get(need.key);
+      const object = remote.objects.get(need.key);
+      plan.transfers.push({ key: need.key, size: (options.direction === 'push' ? file?.size : object?.size) ?? 0, reason: 'changed', local: file, remote: object });
+    }
+    plan.transfers.sort((a, b) => b.size - a.size || compareKeys(a.key, b.key));
+    plan.needDigests = [];
   }
-  // Digests known from the scan are remembered again, so that the manifest follows renamed roots.
-  for (const file of local.files.values()) if (file.digests?.sha256) manifest.remember(file.key, file, file.digests);
+  for (const file of local.files.values()) {
+    if (file.digests?.sha256 && !volatile.has(file.key)) manifest.remember(file.key, file, file.digests);
+  }
   if (readFailures.length > 0) {
     const failed = new Set(readFailures.map((failure) => failure.key));
     plan.transfers = plan.transfers.filter((transfer) => !failed.has(transfer.key));
