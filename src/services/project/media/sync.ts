@@ -128,7 +128,9 @@ const WARNINGS_SHOWN = 10;
 export async function planMediaSync(options: MediaSyncOptions): Promise<MediaSyncPlan> {
   const session = openSession(options);
   try {
-    const { plan } = await prepare(session);
+    const { plan, manifest } = await prepare(session);
+    // Digests computed for the comparison spare the sync that follows a second read.
+    await manifest.save();
     return {
       ...session.ends,
       direction: options.direction,
@@ -181,9 +183,11 @@ export async function syncMedia(options: MediaSyncOptions): Promise<MediaSyncRes
     }
     if (failures.length > 0) {
       const first = failures[0] as MediaSyncFailure;
+      const copying = failures.filter((failure) => failure.operation !== 'delete').length;
+      const what = copying > 0 ? `${copying} file(s) failed to ${options.direction === 'push' ? 'upload' : 'download'}` : `${failures.length} file(s) could not be deleted`;
       throw new MediaSyncError(
-        `${failures.length} file(s) failed to ${options.direction === 'push' ? 'upload' : 'download'}; first: ${first.key}: ${first.message}`,
-        `${deletion.requested ? 'Nothing was deleted. ' : ''}Fix the cause and run the same command again: files already copied are skipped.`,
+        `${what}; first: ${first.key}: ${first.message}`,
+        `${deletion.requested && !deletion.performed ? 'Nothing was deleted. ' : ''}Fix the cause and run the same command again: files already copied are skipped.`,
         result,
       );
     }

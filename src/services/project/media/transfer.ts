@@ -8,9 +8,11 @@
  *   the composite of a multipart upload). A multipart object only appears at
  *   CompleteMultipartUpload, which is not sent unless every part checked out; otherwise the upload
  *   is aborted.
- * - download: written to a hidden temporary file (O_EXCL) in the target directory, checked
- *   (sha256 against x-amz-meta-sha256, else the ETag), fsync'd, and only then renamed over the real
- *   name. No directory on the way is a symlink (checked with lstat, again just before the rename).
+ * - download: written to a hidden temporary file (O_EXCL, O_NOFOLLOW) in the target directory,
+ *   checked (sha256 against x-amz-meta-sha256, else the ETag), flushed to disk, and only then
+ *   renamed over the real name. Every directory on the way is created or checked (lstat: a real
+ *   directory, not a symlink) once per sync, and the real name is checked again just before the
+ *   rename (a symlink or directory there is refused, never replaced).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import {
@@ -40,6 +42,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { contentTypeFor } from './content-type.js';
 import {
+  compositeEtag,
   ContentHasher,
   etagRequirement,
   fileKind,
@@ -204,19 +207,26 @@ async function uploadMultipart(
     const partMd5s: Buffer[] = new Array<Buffer>(count);
     const etags: string[] = new Array<string>(count);
     let nextPart = 0;
+    let failure: unknown;
+    // After a failed part no new part starts, and the upload is aborted only once none is in flight.
     const worker = async () => {
-      while (nextPart < count) {
+      while (nextPart < count && failure === undefined) {
         const index = nextPart++;
-        const { etag, md5 } = await uploadPart(s3, handle, key, uploadId as string, index, partSize, identity.size, settings);
-        partMd5s[index] = md5;
-        etags[index] = etag;
+        try {
+          const { etag, md5 } = await uploadPart(s3, handle, key, uploadId as string, index, partSize, identity.size, settings);
+          partMd5s[index] = md5;
+          etags[index] = etag;
+        } catch (error) {
+          failure ??= error;
+        }
       }
     };
     await Promise.all(Array.from({ length: Math.min(settings.partsInFlight, count) }, worker));
+    if (failure !== undefined) throw failure;
 
     // The sha256 in the metadata was taken before the parts were read: the file must not have changed since.
     assertUnchanged(file, await statIdentity(handle));
-    const expected = compositeOf(partMd5s);
+    const expected = compositeEtag(partMd5s);
     const completed = await s3.request(
       () =>
         s3.fast.send(
@@ -360,10 +370,6 @@ async function writeAll(handle: FileHandle, buffers: Buffer[]): Promise<void> {
     while (pending.length > 0 && bytesWritten >= (pending[0] as Buffer).length) bytesWritten -= (pending.shift() as Buffer).length;
     if (bytesWritten > 0) pending[0] = (pending[0] as Buffer).subarray(bytesWritten);
   }
-}
-
-function compositeOf(partMd5s: Buffer[]): string {
-  return `${createHash('md5').update(Buffer.concat(partMd5s)).digest('hex')}-${partMd5s.length}`;
 }
 
 /** A single-part object is visible as soon as it is stored: one that arrived wrong is removed again. */
