@@ -10,7 +10,7 @@
  * Environment: DIVIO_PLATFORM_CONFIG (runtime config: the admin key pair and `media.keysFile`),
  * DIVIO_S3_DIRECTORY (where objects live), DIVIO_S3_ADDRESS (default 0.0.0.0), DIVIO_S3_PORT (default 4568).
  */
-import { createHash, createHmac, timingSafeEqual, type Hash, type Hmac } from 'node:crypto';
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
@@ -19,10 +19,11 @@ import type { AddressInfo } from 'node:net';
 import { basename, dirname } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ALGORITHM_IDENTIFIER, SignatureV4, getCanonicalHeaders, getSigningKey } from '@smithy/signature-v4';
-import type { Checksum, HttpRequest, SourceData } from '@smithy/types';
+import type { HttpRequest } from '@smithy/types';
 import { z } from 'zod';
 import { readRuntimeConfig } from '../runtime-config.js';
 import { isListObjects, listBucket, ListingArgumentError, parseListingRequest, renderListing } from './listing.js';
+import { NodeSha256 } from '../../shared/node-sha256.js';
 import {
   abortUpload,
   hardenFilesystemStore,
@@ -678,37 +679,7 @@ function signaturesMatch(expected: string, provided: string): boolean {
   return timingSafeEqual(Buffer.from(expected, 'hex'), Buffer.from(provided, 'hex'));
 }
 
-/** SHA-256 and HMAC-SHA-256 from node:crypto in the shape @smithy/signature-v4 expects. */
-class NodeSha256 implements Checksum {
-  private hash: Hash | Hmac;
 
-  constructor(private readonly secret?: SourceData) {
-    this.hash = this.fresh();
-  }
-
-  update(data: Uint8Array): void {
-    this.hash.update(data);
-  }
-
-  async digest(): Promise<Uint8Array> {
-    return new Uint8Array(this.hash.digest());
-  }
-
-  reset(): void {
-    this.hash = this.fresh();
-  }
-
-  private fresh(): Hash | Hmac {
-    if (this.secret === undefined) return createHash('sha256');
-    return createHmac('sha256', toBinary(this.secret));
-  }
-}
-
-function toBinary(data: SourceData): string | Buffer {
-  if (typeof data === 'string') return data;
-  if (ArrayBuffer.isView(data)) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  return Buffer.from(data);
-}
 
 /**
  * Recomputes a request's signature with the same canonicalisation the AWS SDKs sign with. Only the

@@ -7,11 +7,11 @@
  * S3Client. Errors carry the S3 error code as `name` and the HTTP status in `$metadata`, as the
  * SDK's do, so retries treat both alike.
  */
-import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
 import { request as httpRequest, type Agent as HttpAgent, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import { request as httpsRequest, type Agent as HttpsAgent } from 'node:https';
 import { SignatureV4 } from '@smithy/signature-v4';
-import type { AwsCredentialIdentityProvider, Checksum, SourceData } from '@smithy/types';
+import type { AwsCredentialIdentityProvider } from '@smithy/types';
+import { NodeSha256 } from '../../../shared/node-sha256.js';
 
 export interface ObjectResponse {
   status: number;
@@ -110,29 +110,3 @@ async function s3ErrorFrom(response: IncomingMessage, status: number): Promise<E
   return Object.assign(new Error(message), { name: code, Code: code, $metadata: { httpStatusCode: status } });
 }
 
-/** SHA-256 and HMAC-SHA-256 from node:crypto in the shape the signer expects. */
-class NodeSha256 implements Checksum {
-  private hash: Hash | Hmac;
-
-  constructor(private readonly secret?: SourceData) {
-    this.hash = this.fresh();
-  }
-
-  update(data: Uint8Array): void {
-    this.hash.update(data);
-  }
-
-  async digest(): Promise<Uint8Array> {
-    return new Uint8Array(this.hash.digest());
-  }
-
-  reset(): void {
-    this.hash = this.fresh();
-  }
-
-  private fresh(): Hash | Hmac {
-    if (this.secret === undefined) return createHash('sha256');
-    const key = typeof this.secret === 'string' ? this.secret : Buffer.from(this.secret as Uint8Array);
-    return createHmac('sha256', key);
-  }
-}
