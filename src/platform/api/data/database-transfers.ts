@@ -328,7 +328,10 @@ async function drain(req: IncomingMessage, meter: DigestMeter): Promise<void> {
   });
 }
 
-/** Resolves true once the child has output to read, false if it exits first. */
+/**
+ * Resolves true once the child has output to read (or exited successfully: a small dump may still
+ * be in the pipe when the exit is seen), false if it failed before writing anything.
+ */
 function firstOutputOrExit(child: ResultPromise): Promise<boolean> {
   const stdout = child.stdout!;
   return new Promise((resolve) => {
@@ -336,9 +339,9 @@ function firstOutputOrExit(child: ResultPromise): Promise<boolean> {
       cleanup();
       resolve(true);
     };
-    const onExit = () => {
+    const onExit = (code: number | null) => {
       cleanup();
-      resolve(stdout.readableLength > 0);
+      resolve(code === 0 || stdout.readableLength > 0);
     };
     const cleanup = () => {
       stdout.off('readable', onReadable);
