@@ -2,7 +2,7 @@
  * The base of every command: builds the IO for this run, renders DivioErrors as "what failed" plus
  * "what to do", in JSON under --json, and maps them to exit codes in one place.
  */
-import { Command, Errors, Flags } from '@oclif/core';
+import { Args, Command, Errors, Flags } from '@oclif/core';
 import { createIO, type IO } from './core/io.js';
 import { DivioError } from './core/errors.js';
 
@@ -30,7 +30,10 @@ export abstract class BaseCommand extends Command {
   }
 }
 
-/** The platform environment a command acts on. */
+/** The platform environment a command acts on, as its first argument (default test). */
+export const environmentArg = () => Args.string({ description: 'test or live', options: ['test', 'live'], default: 'test' });
+
+/** The platform environment a command acts on, as a flag. */
 export const environmentFlag = Flags.string({ char: 'e', description: 'test or live', options: ['test', 'live'], default: 'test' });
 
 /** Flags of every command that acts on one project. */

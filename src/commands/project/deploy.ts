@@ -1,5 +1,5 @@
-import { Args, Flags } from '@oclif/core';
-import { BaseCommand, projectFlags } from '../../base-command.js';
+import { Flags } from '@oclif/core';
+import { BaseCommand, environmentArg, projectFlags } from '../../base-command.js';
 import { ApiClient } from '../../core/api-client.js';
 import { confirmOverwrite } from '../../core/confirm.js';
 import type { Deployment } from '../../shared/api/schemas.js';
@@ -12,7 +12,7 @@ export default class ProjectDeploy extends BaseCommand {
     'Streams the build and release log; the exit code is the outcome. Deploying live asks for confirmation (type the slug), or --yes.';
   static override aliases = ['app:deploy'];
   static override enableJsonFlag = true;
-  static override args = { environment: Args.string({ description: 'test or live', options: ['test', 'live'], default: 'test' }) };
+  static override args = { environment: environmentArg() };
   static override flags = {
     ...projectFlags,
     commit: Flags.string({ description: 'deploy this commit (full id) instead of the branch head', helpValue: 'SHA' }),

@@ -1,5 +1,4 @@
-import { Args } from '@oclif/core';
-import { BaseCommand, projectFlags } from '../../../base-command.js';
+import { BaseCommand, environmentArg, projectFlags } from '../../../base-command.js';
 import { ApiClient } from '../../../core/api-client.js';
 import { appSlug } from '../../../services/project/app-ref.js';
 import { listBackups, renderBackupTable, type BackupListing } from '../../../services/project/data/backups.js';
@@ -9,7 +8,7 @@ export default class BackupsList extends BaseCommand {
   static override description = 'Every push db and backup restore keeps the database it replaces; the platform keeps the last few (3 unless the operator set otherwise).';
   static override aliases = ['app:backups:list'];
   static override enableJsonFlag = true;
-  static override args = { environment: Args.string({ description: 'test or live', options: ['test', 'live'], default: 'test' }) };
+  static override args = { environment: environmentArg() };
   static override flags = { ...projectFlags };
 
   async run(): Promise<BackupListing> {

@@ -1,5 +1,4 @@
-import { Args } from '@oclif/core';
-import { BaseCommand, projectFlags } from '../../../base-command.js';
+import { BaseCommand, environmentArg, projectFlags } from '../../../base-command.js';
 import { ApiClient } from '../../../core/api-client.js';
 import { formatBytes, formatSeconds } from '../../../core/io.js';
 import { pullDatabase, type DatabaseTransferResult } from '../../../services/project/data/database.js';
@@ -14,7 +13,7 @@ export default class PullDb extends BaseCommand {
   static override aliases = ['app:pull:db'];
   static override enableJsonFlag = true;
   static override examples = ['<%= config.bin %> project pull db', '<%= config.bin %> project pull db live'];
-  static override args = { environment: Args.string({ description: 'test or live', options: ['test', 'live'], default: 'test' }) };
+  static override args = { environment: environmentArg() };
   static override flags = { ...projectFlags };
 
   async run(): Promise<DatabaseTransferResult> {

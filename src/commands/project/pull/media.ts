@@ -1,5 +1,5 @@
-import { Args, Flags } from '@oclif/core';
-import { BaseCommand, projectFlags } from '../../../base-command.js';
+import { Flags } from '@oclif/core';
+import { BaseCommand, environmentArg, projectFlags } from '../../../base-command.js';
 import { ApiClient } from '../../../core/api-client.js';
 import { resolveProject } from '../../../core/project.js';
 import { describeMediaSync, pullMedia } from '../../../services/project/data/media.js';
@@ -14,7 +14,7 @@ export default class PullMedia extends BaseCommand {
   static override aliases = ['app:pull:media'];
   static override enableJsonFlag = true;
   static override examples = ['<%= config.bin %> project pull media', '<%= config.bin %> project pull media live --delete'];
-  static override args = { environment: Args.string({ description: 'test or live', options: ['test', 'live'], default: 'test' }) };
+  static override args = { environment: environmentArg() };
   static override flags = {
     ...projectFlags,
     delete: Flags.boolean({ description: 'also delete local files that are not on the environment' }),

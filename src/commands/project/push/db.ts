@@ -1,5 +1,5 @@
-import { Args, Flags } from '@oclif/core';
-import { BaseCommand, projectFlags } from '../../../base-command.js';
+import { Flags } from '@oclif/core';
+import { BaseCommand, environmentArg, projectFlags } from '../../../base-command.js';
 import { ApiClient } from '../../../core/api-client.js';
 import { confirmOverwrite } from '../../../core/confirm.js';
 import { formatBytes, formatSeconds } from '../../../core/io.js';
@@ -15,7 +15,7 @@ export default class PushDb extends BaseCommand {
   static override aliases = ['app:push:db'];
   static override enableJsonFlag = true;
   static override examples = ['<%= config.bin %> project push db', '<%= config.bin %> project push db live --yes'];
-  static override args = { environment: Args.string({ description: 'test or live', options: ['test', 'live'], default: 'test' }) };
+  static override args = { environment: environmentArg() };
   static override flags = {
     ...projectFlags,
     yes: Flags.boolean({ char: 'y', description: "confirm replacing the environment's database without asking" }),

@@ -1,5 +1,5 @@
-import { Args, Flags } from '@oclif/core';
-import { BaseCommand, projectFlags } from '../../../base-command.js';
+import { Flags } from '@oclif/core';
+import { BaseCommand, environmentArg, projectFlags } from '../../../base-command.js';
 import { ApiClient } from '../../../core/api-client.js';
 import { confirmOverwrite } from '../../../core/confirm.js';
 import { resolveProject } from '../../../core/project.js';
@@ -16,7 +16,7 @@ export default class PushMedia extends BaseCommand {
   static override aliases = ['app:push:media'];
   static override enableJsonFlag = true;
   static override examples = ['<%= config.bin %> project push media', '<%= config.bin %> project push media live --delete --yes'];
-  static override args = { environment: Args.string({ description: 'test or live', options: ['test', 'live'], default: 'test' }) };
+  static override args = { environment: environmentArg() };
   static override flags = {
     ...projectFlags,
     delete: Flags.boolean({ description: 'also delete files on the environment that are not in data/media' }),
