@@ -339,6 +339,37 @@ describe('media sync interrupted', () => {
     }
   });
 
+  it('a download that arrives different from the object is retried, and never lands if it stays wrong', async () => {
+    const bucket = await newBucket('corrupt');
+    // 8 MiB goes through a download worker, 100 KiB through the main thread: both are checked.
+    const objects = { 'big.bin': randomBytes(8 * MIB), 'small.bin': randomBytes(100 * 1024), 'flaky.bin': randomBytes(6 * MIB), 'fine.bin': randomBytes(1000) };
+    // big.bin is checked against its x-amz-meta-sha256 (as the engine uploads), the others against their ETag (MD5).
+    for (const [key, body] of Object.entries(objects)) {
+      await admin.send(new PutObjectCommand({ Bucket: bucket.bucket, Key: key, Body: body, ...(key === 'big.bin' ? { Metadata: { sha256: sha256(body) } } : {}) }));
+    }
+    const media = join(work, 'corrupt-media');
+    await writeTree(media, { 'big.bin': Buffer.from('the old big file') });
+    // Every answer for big.bin and small.bin is damaged; flaky.bin's first only.
+    const proxy = await bodyCorrupter(store.endpoint, (key, attempt) => key === 'big.bin' || key === 'small.bin' || (key === 'flaky.bin' && attempt === 1));
+    try {
+      const error = await syncError({ direction: 'pull', localDir: media, remote: { ...remoteFor(bucket), endpoint: proxy.endpoint } });
+      expect(error.result.failures.map((failure) => [failure.key, failure.code]).sort()).toEqual([
+        ['big.bin', 'DigestMismatch'],
+        ['small.bin', 'DigestMismatch'],
+      ]);
+      expect(error.result.failures.find((failure) => failure.key === 'big.bin')?.message).toMatch(/sha256 .* does not match/);
+      expect(error.result.failures.find((failure) => failure.key === 'small.bin')?.message).toMatch(/MD5 .* does not match the ETag/);
+      expect(proxy.attempts('big.bin')).toBe(4);
+      expect(proxy.attempts('flaky.bin')).toBe(2);
+      expect(await readTree(media)).toEqual(
+        hashes({ 'big.bin': Buffer.from('the old big file'), 'flaky.bin': objects['flaky.bin'], 'fine.bin': objects['fine.bin'] }),
+      );
+      expect(await temporaryFiles(media)).toEqual([]);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('a temporary file left by a killed run is removed by the next run', async () => {
     const bucket = await newBucket('leftover');
     const media = join(work, 'leftover-media');
@@ -647,6 +678,55 @@ async function listingInjector(upstream: string, keys: string[]): Promise<{ endp
   return {
     endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+/**
+ * A proxy that flips one byte in the middle of GetObject bodies when `corrupt(key, attempt)` says
+ * so (attempt counts the GETs of that key from 1); headers, and so signatures, pass unchanged.
+ */
+async function bodyCorrupter(
+  upstream: string,
+  corrupt: (key: string, attempt: number) => boolean,
+): Promise<{ endpoint: string; attempts(key: string): number; close(): Promise<void> }> {
+  const target = new URL(upstream);
+  const gets = new Map<string, number>();
+  const server: Server = createServer((incoming, outgoing) => {
+    const path = new URL(incoming.url ?? '/', 'http://proxy').pathname;
+    const key = decodeURIComponent(path.split('/').slice(2).join('/'));
+    const isGet = incoming.method === 'GET' && key !== '' && !/[?&]list-type=/.test(incoming.url ?? '');
+    const attempt = isGet ? (gets.get(key) ?? 0) + 1 : 0;
+    if (isGet) gets.set(key, attempt);
+    const forward = httpRequest({ host: target.hostname, port: target.port, method: incoming.method, path: incoming.url, headers: incoming.headers }, (response) => {
+      outgoing.writeHead(response.statusCode ?? 502, response.headers);
+      if (!isGet || response.statusCode !== 200 || !corrupt(key, attempt)) {
+        response.pipe(outgoing);
+        return;
+      }
+      const middle = Math.floor(Number(response.headers['content-length']) / 2);
+      let offset = 0;
+      response.on('data', (chunk: Buffer) => {
+        if (middle >= offset && middle < offset + chunk.length) {
+          chunk = Buffer.from(chunk);
+          chunk[middle - offset] = (chunk[middle - offset] as number) ^ 0xff;
+        }
+        offset += chunk.length;
+        outgoing.write(chunk);
+      });
+      response.on('end', () => outgoing.end());
+    });
+    forward.on('error', () => outgoing.destroy());
+    incoming.pipe(forward);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    attempts: (key) => gets.get(key) ?? 0,
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }
 

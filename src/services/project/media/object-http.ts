@@ -12,6 +12,7 @@ import { request as httpsRequest, type Agent as HttpsAgent } from 'node:https';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import { NodeSha256 } from '../../../shared/node-sha256.js';
+import { errorBodyOf } from './download-check.js';
 
 export interface ObjectResponse {
   status: number;
@@ -32,6 +33,16 @@ export interface ObjectHttpOptions {
 }
 
 const UNSIGNED_PAYLOAD = 'UNSIGNED-PAYLOAD';
+
+/** A signed request, ready for http(s).request: what a download worker is handed. */
+export interface SignedObjectRequest {
+  protocol: string;
+  hostname: string;
+  port: string | undefined;
+  method: string;
+  path: string;
+  headers: Record<string, string>;
+}
 
 export class ObjectHttp {
   private readonly signer: SignatureV4;
@@ -55,12 +66,17 @@ export class ObjectHttp {
     return this.send('GET', key, { 'x-amz-content-sha256': UNSIGNED_PAYLOAD });
   }
 
+  /** A GetObject to be sent elsewhere (a download worker); its signature is good for a few minutes. */
+  async signGet(key: string): Promise<SignedObjectRequest> {
+    return this.sign('GET', key, { 'x-amz-content-sha256': UNSIGNED_PAYLOAD });
+  }
+
   async put(key: string, body: Buffer, headers: Record<string, string>, sha256: string): Promise<ObjectResponse> {
     // The body's digest is known already: giving it saves the signer hashing the body again.
     return this.send('PUT', key, { ...headers, 'content-length': String(body.length), 'x-amz-content-sha256': sha256 }, body);
   }
 
-  private async send(method: string, key: string, headers: Record<string, string>, body?: Buffer): Promise<ObjectResponse> {
+  private async sign(method: string, key: string, headers: Record<string, string>): Promise<SignedObjectRequest> {
     const basePath = this.url.pathname.replace(/\/$/, '');
     const path = `${basePath}/${escapeSegment(this.options.bucket)}/${key.split('/').map(escapeSegment).join('/')}`;
     const signed = await this.signer.sign({
@@ -72,15 +88,15 @@ export class ObjectHttp {
       query: {},
       headers: { ...headers, host: this.url.host },
     });
-    const https = this.url.protocol === 'https:';
+    return { protocol: this.url.protocol, hostname: this.url.hostname, port: this.url.port || undefined, method, path, headers: signed.headers };
+  }
+
+  private async send(method: string, key: string, headers: Record<string, string>, body?: Buffer): Promise<ObjectResponse> {
+    const signed = await this.sign(method, key, headers);
+    const https = signed.protocol === 'https:';
     const response = await new Promise<IncomingMessage>((resolve, reject) => {
       const outgoing = (https ? httpsRequest : httpRequest)({
-        protocol: this.url.protocol,
-        hostname: this.url.hostname,
-        port: this.url.port || undefined,
-        method,
-        path,
-        headers: signed.headers,
+        ...signed,
         agent: https ? this.options.httpsAgent : this.options.httpAgent,
         signal: this.options.signal,
       });
@@ -101,10 +117,11 @@ function escapeSegment(segment: string): string {
 }
 
 async function s3ErrorFrom(response: IncomingMessage, status: number): Promise<Error> {
-  let text = '';
-  for await (const chunk of response) {
-    if (text.length < 64 * 1024) text += String(chunk);
-  }
+  return s3ErrorFromBody(status, await errorBodyOf(response));
+}
+
+/** An S3 error answer as the SDK would throw it: the error code as `name`, the status in `$metadata`. */
+export function s3ErrorFromBody(status: number, text: string): Error {
   const code = /<Code>([^<]*)<\/Code>/.exec(text)?.[1] ?? (status === 404 ? 'NotFound' : `HTTP${status}`);
   const message = /<Message>([^<]*)<\/Message>/.exec(text)?.[1] ?? `HTTP ${status}`;
   return Object.assign(new Error(message), { name: code, Code: code, $metadata: { httpStatusCode: status } });

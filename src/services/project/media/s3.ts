@@ -40,6 +40,8 @@ export interface MediaS3 {
    * one of the `concurrency` request slots; a download's slot is held until its body is read.
    */
   request<T>(attempt: () => Promise<T>, signal?: AbortSignal): Promise<T>;
+  /** A request that sends or receives nothing for this long is given up (and retried). */
+  readonly idleTimeoutMs: number;
   /** How often the credentials provider was called. */
   readonly credentialRefreshes: number;
   destroy(): void;
@@ -115,6 +117,7 @@ export function connectMediaS3(remote: MediaRemote, concurrency: number, signal?
     fast,
     client: streaming,
     objects,
+    idleTimeoutMs: IDLE_TIMEOUT_MS,
     get credentialRefreshes() {
       return credentials.calls;
     },

@@ -18,6 +18,7 @@ import { planSync, type Collision, type Direction, type Plan } from './plan.js';
 import { startProgress, type Progress } from './progress.js';
 import { listRemoteTree, type RemoteTree } from './remote-tree.js';
 import { connectMediaS3, s3ErrorCode, type MediaRemote, type MediaS3 } from './s3.js';
+import { DownloadWorkers } from './download-pool.js';
 import { downloadFile, LocalDirectories, uploadFile, type TransferOutcome, type TransferSettings } from './transfer.js';
 
 export type { MediaRemote } from './s3.js';
@@ -303,6 +304,7 @@ async function runTransfers(
     signal: options.signal,
     onBytes: (bytes) => progress?.bytes(bytes),
     directories: new LocalDirectories(options.localDir),
+    downloads: new DownloadWorkers(),
   };
   const run = async (transfer: Plan['transfers'][number]) => {
     if (options.signal?.aborted) return;
@@ -324,7 +326,11 @@ async function runTransfers(
       progress?.fileDone();
     }
   };
-  await forEachLimited(plan.transfers, session.concurrency, run);
+  try {
+    await forEachLimited(plan.transfers, session.concurrency, run);
+  } finally {
+    await settings.downloads.close();
+  }
 }
 
 interface DeletionOutcome {

@@ -8,9 +8,10 @@
  *   the composite of a multipart upload). A multipart object only appears at
  *   CompleteMultipartUpload, which is not sent unless every part checked out; otherwise the upload
  *   is aborted.
- * - download: written to a hidden temporary file (O_EXCL, O_NOFOLLOW) in the target directory,
- *   checked (sha256 against x-amz-meta-sha256, else the ETag), flushed to disk, and only then
- *   renamed over the real name. Every directory on the way is created or checked (lstat: a real
+ * - download: written to a hidden temporary file (O_EXCL, O_NOFOLLOW) in the target directory
+ *   (large ones by a download worker, see download-pool.ts), checked (sha256 against
+ *   x-amz-meta-sha256, else the ETag; see download-check.ts), and only then renamed over the
+ *   real name. Every directory on the way is created or checked (lstat: a real
  *   directory, not a symlink) once per sync, and the real name is checked again just before the
  *   rename (a symlink or directory there is refused, never replaced).
  */
@@ -55,7 +56,18 @@ import {
   type FileDigests,
   type FileIdentity,
 } from './digests.js';
+import {
+  checkDownload,
+  DigestMismatchError,
+  downloadExpectation,
+  downloadHeaders,
+  hasherOptions,
+  knownDigests,
+  type DownloadExpectation,
+} from './download-check.js';
+import type { DownloadWorkers } from './download-pool.js';
 import { temporaryName } from './keys.js';
+import { s3ErrorFromBody } from './object-http.js';
 import type { LocalFile } from './local-tree.js';
 import type { RemoteObject } from './remote-tree.js';
 import type { MediaS3 } from './s3.js';
@@ -71,6 +83,8 @@ export interface TransferSettings {
   onBytes: (bytes: number) => void;
   /** Directories of the local tree already created or checked in this sync (pull). */
   directories: LocalDirectories;
+  /** Where large downloads are received (pull). */
+  downloads: DownloadWorkers;
 }
 
 export interface TransferOutcome {
@@ -82,15 +96,6 @@ export interface TransferOutcome {
   /** The local file as it is now, and what is known of its content (for the manifest). */
   identity: FileIdentity;
   digests: FileDigests;
-}
-
-/** A transfer that arrived different from what was sent; retried like a network error. */
-export class DigestMismatchError extends Error {
-  readonly code = 'DigestMismatch';
-  constructor(message: string) {
-    super(message);
-    this.name = 'DigestMismatch';
-  }
 }
 
 /** A local path that cannot be written without following or replacing something. */
@@ -105,7 +110,6 @@ export class LocalPathError extends Error {
 /** Read whole into memory up to this size: one read, one request, no second pass. */
 export const SMALL_FILE_LIMIT = 4 * MIB;
 const STREAM_CHUNK = MIB;
-const WRITE_BATCH = 4 * MIB;
 const ABORT_TIMEOUT_MS = 10_000;
 
 // ---------------------------------------------------------------------------------------------
@@ -360,17 +364,6 @@ function rangeReader(handle: FileHandle, start: number, length: number): Readabl
   });
 }
 
-/** Writes every byte of `buffers` (writev may write less than asked). */
-async function writeAll(handle: FileHandle, buffers: Buffer[]): Promise<void> {
-  let pending = buffers;
-  while (pending.length > 0) {
-    let { bytesWritten } = await handle.writev(pending);
-    // A short write: drop what went out and write the rest.
-    while (pending.length > 0 && bytesWritten >= (pending[0] as Buffer).length) bytesWritten -= (pending.shift() as Buffer).length;
-    if (bytesWritten > 0) pending[0] = (pending[0] as Buffer).subarray(bytesWritten);
-  }
-}
-
 /** A single-part object is visible as soon as it is stored: one that arrived wrong is removed again. */
 async function verifyUploadedEtag(s3: MediaS3, key: string, etag: string | undefined, md5: string): Promise<void> {
   const returned = normaliseEtag(etag ?? '');
@@ -445,47 +438,31 @@ export async function downloadFile(s3: MediaS3, object: RemoteObject, settings: 
   const name = segments.pop() as string;
   const directory = settings.directories.ensure(segments);
   const target = join(directory, name);
+  const place = object.size <= SMALL_FILE_LIMIT ? downloadSmall : downloadInWorker;
 
   return s3.request(async () => {
     let counted = 0;
-    let response: Awaited<ReturnType<typeof s3.objects.get>> | undefined;
+    const onBytes = (bytes: number) => {
+      counted += bytes;
+      settings.onBytes(bytes);
+    };
     try {
-      response = await s3.objects.get(s3.prefix + object.key);
-      const body = response.body;
-      const etag = normaliseEtag(singleHeader(response.headers.etag) ?? '');
-      const length = Number(response.headers['content-length']);
-      const size = Number.isSafeInteger(length) ? length : object.size;
-      const sha256 = singleHeader(response.headers['x-amz-meta-sha256'])?.toLowerCase();
-      const requirement = etagRequirement(etag, size, settings.partSize);
-      const hasher = new ContentHasher({
-        md5: !sha256 && requirement.kind === 'md5',
-        partSizes: !sha256 && requirement.kind === 'composite' ? [requirement.partSize] : [],
-      });
-      const received = (chunk: Buffer) => {
-        hasher.update(chunk);
-        counted += chunk.length;
-        settings.onBytes(chunk.length);
-      };
-      const check = () => {
-        if (hasher.bytes !== size) throw new DigestMismatchError(`${object.key}: received ${hasher.bytes} bytes, the store announced ${size}`);
-        const digests = hasher.digest();
-        verifyDownload(object.key, digests, etag, sha256, requirement);
-        return digests;
-      };
-      const placed =
-        size <= SMALL_FILE_LIMIT ? await placeSmall(body, directory, target, received, check) : await placeStreamed(body, directory, target, received, check);
-      const known: FileDigests = { sha256: placed.digests.sha256 };
-      // Verified by sha256, the content is the stored object's, so its ETag describes it too.
-      if (requirement.kind === 'md5') known.md5 = placed.digests.md5 ?? etag;
-      if (requirement.kind === 'composite') known.etags = { [requirement.partSize]: etag };
-      return { key: object.key, bytes: hasher.bytes, md5: known.md5, sha256: placed.digests.sha256, identity: placed.identity, digests: known };
+      const { expectation, digests, identity, bytes } = await place(s3, object, directory, target, settings, onBytes);
+      const known = knownDigests(expectation, digests);
+      return { key: object.key, bytes, md5: known.md5, sha256: digests.sha256, identity, digests: known };
     } catch (error) {
-      // A retry starts over: take back what this attempt reported, and free the connection.
+      // A retry starts over: take back what this attempt reported.
       settings.onBytes(-counted);
-      response?.body.destroy();
       throw error;
     }
   }, settings.signal);
+}
+
+interface Placed {
+  expectation: DownloadExpectation;
+  digests: FileDigests;
+  identity: FileIdentity;
+  bytes: number;
 }
 
 const fsAsync = {
@@ -500,19 +477,31 @@ const fsAsync = {
  * could cost is a pulled file reverting to empty; the platform still has it, and the next pull
  * sees the size differ from the manifest, re-reads the file and fetches it again.
  */
-async function placeSmall(
-  body: Readable,
+async function downloadSmall(
+  s3: MediaS3,
+  object: RemoteObject,
   directory: string,
   target: string,
-  received: (chunk: Buffer) => void,
-  check: () => FileDigests,
-): Promise<{ digests: FileDigests; identity: FileIdentity }> {
+  settings: TransferSettings,
+  onBytes: (bytes: number) => void,
+): Promise<Placed> {
+  const response = await s3.objects.get(s3.prefix + object.key);
+  const expectation = downloadExpectation(downloadHeaders(response.headers), object.size, settings.partSize);
+  const hasher = new ContentHasher(hasherOptions(expectation));
   const chunks: Buffer[] = [];
-  for await (const chunk of body) {
-    received(chunk as Buffer);
-    chunks.push(chunk as Buffer);
+  try {
+    for await (const chunk of response.body) {
+      hasher.update(chunk as Buffer);
+      chunks.push(chunk as Buffer);
+      onBytes((chunk as Buffer).length);
+    }
+  } catch (error) {
+    // Free the connection.
+    response.body.destroy();
+    throw error;
   }
-  const digests = check();
+  const digests = hasher.digest();
+  checkDownload(object.key, expectation, hasher.bytes, digests);
   const content = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
   const temporary = join(directory, temporaryName(randomBytes(8).toString('hex')));
   const fd = await fsAsync.open(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o666);
@@ -525,60 +514,44 @@ async function placeSmall(
     renamed = true;
     // Taken after the rename (which changes the ctime), from the still open descriptor.
     const info = fstatSync(fd);
-    return { digests, identity: { size: info.size, mtimeMs: info.mtimeMs, ctimeMs: info.ctimeMs, ino: info.ino } };
+    return { expectation, digests, bytes: hasher.bytes, identity: { size: info.size, mtimeMs: info.mtimeMs, ctimeMs: info.ctimeMs, ino: info.ino } };
   } finally {
     closeSync(fd);
     if (!renamed) await rm(temporary, { force: true });
   }
 }
 
-/** A large download streams to its hidden temporary file; memory stays at a few chunks. */
-async function placeStreamed(
-  body: Readable,
+/**
+ * A large download is received, hashed and written to its hidden temporary file by a download
+ * worker (download-pool.ts), so memory stays at a few MiB per file; it is checked and renamed
+ * here, or removed.
+ */
+async function downloadInWorker(
+  s3: MediaS3,
+  object: RemoteObject,
   directory: string,
   target: string,
-  received: (chunk: Buffer) => void,
-  check: () => FileDigests,
-): Promise<{ digests: FileDigests; identity: FileIdentity }> {
+  settings: TransferSettings,
+  onBytes: (bytes: number) => void,
+): Promise<Placed> {
   const temporary = join(directory, temporaryName(randomBytes(8).toString('hex')));
-  const handle = await open(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o666);
+  const request = await s3.objects.signGet(s3.prefix + object.key);
+  const answer = await settings.downloads.download(
+    { request, temporary, listedSize: object.size, partSize: settings.partSize, idleTimeoutMs: s3.idleTimeoutMs },
+    onBytes,
+    settings.signal,
+  );
+  if (answer.type === 'refused') throw s3ErrorFromBody(answer.status, answer.body);
   let renamed = false;
   try {
-    // Network chunks (64 KiB) are gathered into one writev per few MiB. One batch is written while
-    // the next is received; reading pauses only when that write is still under way, so memory
-    // stays at two batches.
-    let batch: Buffer[] = [];
-    let batched = 0;
-    let writing: Promise<void> = Promise.resolve();
-    try {
-      for await (const chunk of body) {
-        received(chunk as Buffer);
-        batch.push(chunk as Buffer);
-        batched += (chunk as Buffer).length;
-        if (batched >= WRITE_BATCH) {
-          await writing;
-          writing = writeAll(handle, batch);
-          batch = [];
-          batched = 0;
-        }
-      }
-    } finally {
-      // Never leave a write running on a handle that is about to be closed.
-      await writing.catch(() => undefined);
-    }
-    await writing;
-    if (batch.length > 0) await writeAll(handle, batch);
-    const digests = check();
-    await handle.close();
+    const expectation = downloadExpectation(answer.headers, object.size, settings.partSize);
+    checkDownload(object.key, expectation, answer.bytes, answer.digests);
     refuseNonFileTarget(target);
     await rename(temporary, target);
     renamed = true;
-    return { digests, identity: identityOf(target) };
+    return { expectation, digests: answer.digests, bytes: answer.bytes, identity: identityOf(target) };
   } finally {
-    if (!renamed) {
-      await handle.close().catch(() => undefined);
-      await rm(temporary, { force: true });
-    }
+    if (!renamed) await rm(temporary, { force: true });
   }
 }
 
@@ -600,25 +573,6 @@ function refuseNonFileTarget(target: string): void {
     return;
   }
   if (!info.isFile()) throw new LocalPathError(`${target} is ${fileKind(info)}; it is not replaced`);
-}
-
-function verifyDownload(
-  key: string,
-  digests: FileDigests,
-  etag: string,
-  sha256: string | undefined,
-  requirement: ReturnType<typeof etagRequirement>,
-): void {
-  if (sha256) {
-    if (digests.sha256 !== sha256) throw new DigestMismatchError(`${key}: sha256 ${digests.sha256} does not match the object's x-amz-meta-sha256 ${sha256}`);
-    return;
-  }
-  if (requirement.kind === 'md5' && digests.md5 !== etag) throw new DigestMismatchError(`${key}: MD5 ${digests.md5} does not match the ETag ${etag}`);
-  if (requirement.kind === 'composite') {
-    const computed = digests.etags?.[requirement.partSize];
-    if (computed !== etag) throw new DigestMismatchError(`${key}: multipart ETag ${computed} does not match the store's ${etag}`);
-  }
-  // Incomparable ETags (e.g. encrypted objects) and no sha256: nothing to check against but the length.
 }
 
 /**
