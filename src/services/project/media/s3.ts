@@ -1,13 +1,15 @@
 /**
- * The S3 connection a sync uses: one client, one keep-alive agent sized to the concurrency,
- * credentials that refresh themselves, and one retry policy for every request (the SDK's own
- * retries are off: it cannot replay a streamed body, and it does not refresh credentials on
- * ExpiredToken).
+ * The S3 connection a sync uses: one keep-alive agent sized to the concurrency, credentials that
+ * refresh themselves, and one retry policy for every request (the SDK's own retries are off: it
+ * cannot replay a streamed body, and it does not refresh credentials on ExpiredToken).
+ *
+ * Listing and GetObject go through ObjectHttp; the AWS SDK's client, needed for multipart
+ * uploads and deletes, is loaded on first use: a pull never loads it (about 80 ms of a CLI's
+ * start on a small machine, before the first byte moves).
  */
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
-import { S3Client } from '@aws-sdk/client-s3';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
+import type { S3Client } from '@aws-sdk/client-s3';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
 import { localhostLookup } from '../../../core/localhost-lookup.js';
 import { ObjectHttp } from './object-http.js';
@@ -25,15 +27,9 @@ export interface MediaRemote {
 export interface MediaS3 {
   readonly bucket: string;
   readonly prefix: string;
-  /**
-   * For requests sent WITHOUT per-request options: the SDK then reuses one resolved middleware
-   * stack per command (its per-request cost halves; a call with options would clear that cache).
-   * The sync's signal still aborts them: an abort destroys the connections.
-   */
-  readonly fast: S3Client;
-  /** For requests that need their own abort signal (streamed bodies: a read error must end the request). */
-  readonly client: S3Client;
-  /** GetObject and small PutObject without the SDK's per-request machinery (see object-http.ts). */
+  /** The SDK's clients, on the sync's connections (loaded on first call). */
+  sdk(): Promise<SdkClients>;
+  /** ListObjectsV2, GetObject and small PutObject without the SDK's per-request machinery (see object-http.ts). */
   readonly objects: ObjectHttp;
   /**
    * Runs one request (`attempt` is called again for each retry, so it can make a fresh body) in
@@ -45,6 +41,17 @@ export interface MediaS3 {
   /** How often the credentials provider was called. */
   readonly credentialRefreshes: number;
   destroy(): void;
+}
+
+export interface SdkClients {
+  /**
+   * For requests sent WITHOUT per-request options: the SDK then reuses one resolved middleware
+   * stack per command (its per-request cost halves; a call with options would clear that cache).
+   * The sync's signal still aborts them: an abort destroys the connections.
+   */
+  fast: S3Client;
+  /** For requests that need their own abort signal (streamed bodies: a read error must end the request). */
+  client: S3Client;
 }
 
 const MAX_ATTEMPTS = 4;
@@ -64,36 +71,39 @@ export function connectMediaS3(remote: MediaRemote, concurrency: number, signal?
   const agentOptions = { keepAlive: true, maxSockets: concurrency, maxFreeSockets: concurrency, lookup: localhostLookup };
   const httpAgent = new HttpAgent(agentOptions);
   const httpsAgent = new HttpsAgent(agentOptions);
-  const requestHandler = new NodeHttpHandler({
-    httpAgent,
-    httpsAgent,
-    connectionTimeout: CONNECT_TIMEOUT_MS,
-    socketTimeout: IDLE_TIMEOUT_MS,
-  });
   const credentials = new RefreshingCredentials(remote.credentials);
-  const clientFor = (cacheMiddleware: boolean) => {
-    const client = new S3Client({
-      endpoint: remote.endpoint,
-      region: remote.region,
-      credentials: credentials.provider,
-      forcePathStyle: true,
-      // The embedded store refuses aws-chunked bodies, which the SDK's default checksum mode sends;
-      // integrity is checked with this engine's own digests instead.
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-      maxAttempts: 1,
-      cacheMiddleware,
-      // Without a logger the SDK writes some warnings to the console; failures are reported by the sync.
-      logger: SILENT,
-      requestHandler,
+  let clients: Promise<SdkClients> | undefined;
+  const loadSdk = async (): Promise<SdkClients> => {
+    const [{ S3Client }, { NodeHttpHandler }] = await Promise.all([import('@aws-sdk/client-s3'), import('@smithy/node-http-handler')]);
+    const requestHandler = new NodeHttpHandler({
+      httpAgent,
+      httpsAgent,
+      connectionTimeout: CONNECT_TIMEOUT_MS,
+      socketTimeout: IDLE_TIMEOUT_MS,
     });
-    // It would copy every request's input and output for the (silent) logger.
-    client.middlewareStack.remove('loggerMiddleware');
-    return client;
+    const clientFor = (cacheMiddleware: boolean) => {
+      const client = new S3Client({
+        endpoint: remote.endpoint,
+        region: remote.region,
+        credentials: credentials.provider,
+        forcePathStyle: true,
+        // The embedded store refuses aws-chunked bodies, which the SDK's default checksum mode sends;
+        // integrity is checked with this engine's own digests instead.
+        requestChecksumCalculation: 'WHEN_REQUIRED',
+        responseChecksumValidation: 'WHEN_REQUIRED',
+        maxAttempts: 1,
+        cacheMiddleware,
+        // Without a logger the SDK writes some warnings to the console; failures are reported by the sync.
+        logger: SILENT,
+        requestHandler,
+      });
+      // It would copy every request's input and output for the (silent) logger.
+      client.middlewareStack.remove('loggerMiddleware');
+      return client;
+    };
+    // Two clients on one connection pool: any call with options clears the SDK's middleware cache.
+    return { fast: clientFor(true), client: clientFor(false) };
   };
-  // Two clients on one connection pool: any call with options clears the SDK's middleware cache.
-  const fast = clientFor(true);
-  const streaming = clientFor(false);
   const objects = new ObjectHttp({
     endpoint: remote.endpoint,
     region: remote.region,
@@ -114,8 +124,7 @@ export function connectMediaS3(remote: MediaRemote, concurrency: number, signal?
   return {
     bucket: remote.bucket,
     prefix: remote.prefix,
-    fast,
-    client: streaming,
+    sdk: () => (clients ??= loadSdk()),
     objects,
     idleTimeoutMs: IDLE_TIMEOUT_MS,
     get credentialRefreshes() {
@@ -131,8 +140,13 @@ export function connectMediaS3(remote: MediaRemote, concurrency: number, signal?
     },
     destroy() {
       signal?.removeEventListener('abort', abort);
-      fast.destroy();
-      streaming.destroy();
+      clients?.then(
+        ({ fast, client }) => {
+          fast.destroy();
+          client.destroy();
+        },
+        () => undefined,
+      );
       httpAgent.destroy();
       httpsAgent.destroy();
     },

@@ -8,7 +8,6 @@
 import { createHash } from 'node:crypto';
 import { lstat, rmdir, stat, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { DeleteObjectsCommand } from '@aws-sdk/client-s3';
 import { DivioError, errorMessage } from '../../../core/errors.js';
 import { formatBytes, formatSeconds, type IO } from '../../../core/io.js';
 import { hashFile, MIB } from './digests.js';
@@ -18,8 +17,9 @@ import { planSync, type Collision, type Direction, type Plan } from './plan.js';
 import { startProgress, type Progress } from './progress.js';
 import { listRemoteTree, type RemoteTree } from './remote-tree.js';
 import { connectMediaS3, s3ErrorCode, type MediaRemote, type MediaS3 } from './s3.js';
+import { downloadFile, LocalDirectories } from './download.js';
 import { DownloadWorkers } from './download-pool.js';
-import { downloadFile, LocalDirectories, uploadFile, type TransferOutcome, type TransferSettings } from './transfer.js';
+import type { TransferOutcome, TransferSettings } from './transfer.js';
 
 export type { MediaRemote } from './s3.js';
 
@@ -306,13 +306,14 @@ async function runTransfers(
     directories: new LocalDirectories(options.localDir),
     downloads: new DownloadWorkers(),
   };
+  // Uploads need the AWS SDK; a pull never loads it (see s3.ts).
+  const upload = options.direction === 'push' ? (await import('./upload.js')).uploadFile : undefined;
   const run = async (transfer: Plan['transfers'][number]) => {
     if (options.signal?.aborted) return;
     try {
-      const outcome =
-        options.direction === 'push'
-          ? await uploadFile(s3, local.files.get(transfer.key) ?? (transfer.local as NonNullable<typeof transfer.local>), settings)
-          : await downloadFile(s3, transfer.remote as NonNullable<typeof transfer.remote>, settings);
+      const outcome = upload
+        ? await upload(s3, local.files.get(transfer.key) ?? (transfer.local as NonNullable<typeof transfer.local>), settings)
+        : await downloadFile(s3, transfer.remote as NonNullable<typeof transfer.remote>, settings);
       outcomes.push(outcome);
     } catch (error) {
       if (options.signal?.aborted) return;
@@ -361,12 +362,13 @@ async function runDeletion(
 
 async function deleteRemote(session: Session, keys: string[], failures: MediaSyncFailure[]): Promise<string[]> {
   const { s3, options } = session;
+  const [{ DeleteObjectsCommand }, { fast }] = await Promise.all([import('@aws-sdk/client-s3'), s3.sdk()]);
   const deleted: string[] = [];
   for (let start = 0; start < keys.length; start += DELETE_BATCH) {
     const batch = keys.slice(start, start + DELETE_BATCH);
     try {
       const response = await s3.request(
-        () => s3.fast.send(new DeleteObjectsCommand({ Bucket: s3.bucket, Delete: { Objects: batch.map((key) => ({ Key: s3.prefix + key })), Quiet: true } })),
+        () => fast.send(new DeleteObjectsCommand({ Bucket: s3.bucket, Delete: { Objects: batch.map((key) => ({ Key: s3.prefix + key })), Quiet: true } })),
         options.signal,
       );
       const errors = new Map((response.Errors ?? []).map((error) => [error.Key?.slice(s3.prefix.length) ?? '', error]));
