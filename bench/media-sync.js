@@ -7,7 +7,7 @@
 // Each side copies into its own bucket (prefix per round), starting from nothing: a push into an
 // empty prefix with no manifest, a pull into an empty directory. Rounds are interleaved, medians
 // reported. Both sides run as processes. The engine's time is taken inside its process, from
-// loading the engine (and the AWS SDK) to the end of syncMedia: Node's own start (~0.1 s) is the
+// loading the engine (and, for a push, the AWS SDK) to the end of syncMedia: Node's own start (~0.1 s) is the
 // CLI's cost, paid by every command; the process's wall time is printed too. rclone runs with its
 // defaults (--transfers 4, --checkers 8), path-style, region us-east-1, provider Other.
 // Usage: npx tsc -p tsconfig.build.json && node bench/media-sync.js [rounds]  (needs /usr/bin/rclone)

@@ -12,7 +12,7 @@ import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ContentHasher, fileKind, type FileDigests, type FileIdentity } from './digests.js';
-import { checkDownload, downloadExpectation, downloadHeaders, hasherOptions, knownDigests, type DownloadExpectation } from './download-check.js';
+import { checkDownload, DigestMismatchError, downloadExpectation, downloadHeaders, hasherOptions, knownDigests, type DownloadExpectation } from './download-check.js';
 import { temporaryName } from './keys.js';
 import { s3ErrorFromBody } from './object-http.js';
 import type { RemoteObject } from './remote-tree.js';
@@ -42,7 +42,7 @@ export async function downloadFile(s3: MediaS3, object: RemoteObject, settings: 
       settings.onBytes(bytes);
     };
     try {
-      const { expectation, digests, identity, bytes } = await place(s3, object, directory, target, settings, onBytes);
+      const { expectation, digests, identity, bytes } = await place({ s3, object, directory, target, settings, onBytes });
       const known = knownDigests(expectation, digests);
       return { key: object.key, bytes, md5: known.md5, sha256: digests.sha256, identity, digests: known };
     } catch (error) {
@@ -51,6 +51,16 @@ export async function downloadFile(s3: MediaS3, object: RemoteObject, settings: 
       throw error;
     }
   }, settings.signal);
+}
+
+/** One attempt at placing `object` at `target` (in `directory`), reporting bytes as they arrive. */
+interface Placing {
+  s3: MediaS3;
+  object: RemoteObject;
+  directory: string;
+  target: string;
+  settings: TransferSettings;
+  onBytes: (bytes: number) => void;
 }
 
 interface Placed {
@@ -72,16 +82,16 @@ const fsAsync = {
  * could cost is a pulled file reverting to empty; the platform still has it, and the next pull
  * sees the size differ from the manifest, re-reads the file and fetches it again.
  */
-async function downloadSmall(
-  s3: MediaS3,
-  object: RemoteObject,
-  directory: string,
-  target: string,
-  settings: TransferSettings,
-  onBytes: (bytes: number) => void,
-): Promise<Placed> {
+async function downloadSmall(placing: Placing): Promise<Placed> {
+  const { s3, object, directory, target, settings, onBytes } = placing;
   const response = await s3.objects.get(s3.prefix + object.key);
   const expectation = downloadExpectation(downloadHeaders(response.headers), object.size, settings.partSize);
+  // Replaced by a large object since the listing: not into memory.
+  const tooLarge = (bytes: number) => bytes > SMALL_FILE_LIMIT;
+  if (tooLarge(expectation.size)) {
+    response.body.destroy();
+    return downloadInWorker(placing);
+  }
   const hasher = new ContentHasher(hasherOptions(expectation));
   const chunks: Buffer[] = [];
   try {
@@ -89,6 +99,7 @@ async function downloadSmall(
       hasher.update(chunk as Buffer);
       chunks.push(chunk as Buffer);
       onBytes((chunk as Buffer).length);
+      if (tooLarge(hasher.bytes)) throw new DigestMismatchError(`${object.key}: more bytes arrived than the store announced (${expectation.size})`);
     }
   } catch (error) {
     // Free the connection.
@@ -121,24 +132,17 @@ async function downloadSmall(
  * worker (download-pool.ts), so memory stays at a few MiB per file; it is checked and renamed
  * here, or removed.
  */
-async function downloadInWorker(
-  s3: MediaS3,
-  object: RemoteObject,
-  directory: string,
-  target: string,
-  settings: TransferSettings,
-  onBytes: (bytes: number) => void,
-): Promise<Placed> {
+async function downloadInWorker({ s3, object, directory, target, settings, onBytes }: Placing): Promise<Placed> {
   const temporary = join(directory, temporaryName(randomBytes(8).toString('hex')));
   const request = await s3.objects.signGet(s3.prefix + object.key);
-  const answer = await settings.downloads.download(
-    { request, temporary, listedSize: object.size, partSize: settings.partSize, idleTimeoutMs: s3.idleTimeoutMs },
-    onBytes,
-    settings.signal,
-  );
-  if (answer.type === 'refused') throw s3ErrorFromBody(answer.status, answer.body);
   let renamed = false;
   try {
+    const answer = await settings.downloads.download(
+      { request, temporary, listedSize: object.size, partSize: settings.partSize, idleTimeoutMs: s3.idleTimeoutMs },
+      onBytes,
+      settings.signal,
+    );
+    if (answer.type === 'refused') throw s3ErrorFromBody(answer.status, answer.body);
     const expectation = downloadExpectation(answer.headers, object.size, settings.partSize);
     checkDownload(object.key, expectation, answer.bytes, answer.digests);
     refuseNonFileTarget(target);
@@ -146,6 +150,7 @@ async function downloadInWorker(
     renamed = true;
     return { expectation, digests: answer.digests, bytes: answer.bytes, identity: identityOf(target) };
   } finally {
+    // The worker removes its file when it fails; not when it dies.
     if (!renamed) await rm(temporary, { force: true });
   }
 }
