@@ -2,7 +2,7 @@
  * Reading a GetObject answer: what a downloaded object is checked against, taken from its headers: the sha256 this
  * engine stores with every upload (x-amz-meta-sha256) when present, else the ETag (the MD5 of a
  * single-part object, or a multipart ETag at a part size that can be worked out). Shared by the
- * downloads received on the main thread and those received in a download worker, which hashes
+ * downloads received on the main thread and those received in a transfer worker, which hashes
  * with what `hasherOptions` says and leaves the verdict to `checkDownload` on the main thread.
  */
 import { etagRequirement, normaliseEtag, type EtagRequirement, type FileDigests } from './digests.js';

@@ -1,6 +1,6 @@
 /**
  * Downloading one object: written to a hidden temporary file (O_EXCL, O_NOFOLLOW) in the target
- * directory (large ones by a download worker, see download-pool.ts), checked (sha256 against
+ * directory (large ones by a transfer worker, see transfer-workers.ts), checked (sha256 against
  * x-amz-meta-sha256, else the ETag; see download-check.ts), and only then renamed over the real
  * name. Every directory on the way is created or checked (lstat: a real directory, not a symlink)
  * once per sync, and the real name is checked again just before the rename (a symlink or
@@ -129,7 +129,7 @@ async function downloadSmall(placing: Placing): Promise<Placed> {
 
 /**
  * A large download is received, hashed and written to its hidden temporary file by a download
- * worker (download-pool.ts), so memory stays at a few MiB per file; it is checked and renamed
+ * worker (transfer-workers.ts), so memory stays at a few MiB per file; it is checked and renamed
  * here, or removed.
  */
 async function downloadInWorker({ s3, object, directory, target, settings, onBytes }: Placing): Promise<Placed> {
@@ -137,7 +137,7 @@ async function downloadInWorker({ s3, object, directory, target, settings, onByt
   const request = await s3.objects.signGet(s3.prefix + object.key);
   let renamed = false;
   try {
-    const answer = await settings.downloads.download(
+    const answer = await settings.workers.download(
       { request, temporary, listedSize: object.size, partSize: settings.partSize, idleTimeoutMs: s3.idleTimeoutMs },
       onBytes,
       settings.signal,

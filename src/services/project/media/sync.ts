@@ -18,7 +18,7 @@ import { startProgress, type Progress } from './progress.js';
 import { listRemoteTree, type RemoteTree } from './remote-tree.js';
 import { connectMediaS3, s3ErrorCode, type MediaRemote, type MediaS3 } from './s3.js';
 import { downloadFile, LocalDirectories } from './download.js';
-import { DownloadWorkers } from './download-pool.js';
+import { TransferWorkers } from './transfer-workers.js';
 import type { TransferOutcome, TransferSettings } from './transfer.js';
 
 export type { MediaRemote } from './s3.js';
@@ -304,7 +304,7 @@ async function runTransfers(
     signal: options.signal,
     onBytes: (bytes) => progress?.bytes(bytes),
     directories: new LocalDirectories(options.localDir),
-    downloads: new DownloadWorkers(),
+    workers: new TransferWorkers(),
   };
   // Uploads need the AWS SDK; a pull never loads it (see s3.ts).
   const upload = options.direction === 'push' ? (await import('./upload.js')).uploadFile : undefined;
@@ -330,7 +330,7 @@ async function runTransfers(
   try {
     await forEachLimited(plan.transfers, session.concurrency, run);
   } finally {
-    await settings.downloads.close();
+    await settings.workers.close();
   }
 }
 

@@ -5,7 +5,7 @@
  */
 import { MIB, type FileDigests, type FileIdentity } from './digests.js';
 import type { LocalDirectories } from './download.js';
-import type { DownloadWorkers } from './download-pool.js';
+import type { TransferWorkers } from './transfer-workers.js';
 
 export interface TransferSettings {
   /** Files larger than this go multipart. */
@@ -18,8 +18,8 @@ export interface TransferSettings {
   onBytes: (bytes: number) => void;
   /** Directories of the local tree already created or checked in this sync (pull). */
   directories: LocalDirectories;
-  /** Where large downloads are received (pull). */
-  downloads: DownloadWorkers;
+  /** Where large downloads are received and large uploads hashed. */
+  workers: TransferWorkers;
 }
 
 export interface TransferOutcome {

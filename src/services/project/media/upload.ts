@@ -23,7 +23,6 @@ import { contentTypeFor } from './content-type.js';
 import {
   compositeEtag,
   fileKind,
-  hashFile,
   MIB,
   normaliseEtag,
   NotRegularFileError,
@@ -43,17 +42,19 @@ const ABORT_TIMEOUT_MS = 10_000;
 
 export async function uploadFile(s3: MediaS3, file: LocalFile, settings: TransferSettings): Promise<TransferOutcome> {
   if (file.size <= SMALL_FILE_LIMIT) return uploadFromMemory(s3, file, settings);
-  // The metadata (sha256) precedes the body: a first pass hashes, unless the manifest or the plan
-  // already did. MD5s are taken from the bytes as they are sent.
+  // The metadata (sha256) precedes the body: a first pass hashes, in a transfer worker, unless
+  // the manifest or the plan already did. It takes the MD5 a single-part upload's ETag is checked
+  // against too; a multipart upload's part MD5s are taken from the bytes as they are sent.
+  const multipart = file.size > settings.multipartThreshold;
   let digests = file.digests;
-  if (!digests?.sha256) {
-    const hashed = await hashFile(file.path, { md5: false, signal: settings.signal });
+  if (!digests?.sha256 || (!multipart && !digests.md5)) {
+    const hashed = await settings.workers.hash(file.path, { md5: !multipart }, settings.signal);
     assertUnchanged(file, hashed.identity);
-    digests = hashed.digests;
+    digests = { ...digests, ...hashed.digests };
   }
-  return file.size > settings.multipartThreshold
+  return multipart
     ? uploadMultipart(s3, file, digests, partSizeFor(file.size, settings.partSize), settings)
-    : uploadStreamed(s3, file, digests, settings);
+    : uploadStreamed(s3, file, { ...digests, md5: digests.md5 as string }, settings);
 }
 
 async function uploadFromMemory(s3: MediaS3, file: LocalFile, settings: TransferSettings): Promise<TransferOutcome> {
@@ -75,22 +76,32 @@ async function uploadFromMemory(s3: MediaS3, file: LocalFile, settings: Transfer
   return { key: file.key, bytes: body.length, md5, sha256, identity, digests: { md5, sha256 } };
 }
 
-async function uploadStreamed(s3: MediaS3, file: LocalFile, digests: FileDigests, settings: TransferSettings): Promise<TransferOutcome> {
+/**
+ * The MD5 is known from the first pass: the store's ETag (the MD5 of what it received) must equal
+ * it, so the file is not hashed again on the way out. A file changed in between gives another
+ * ETag, and the object is removed again.
+ */
+async function uploadStreamed(
+  s3: MediaS3,
+  file: LocalFile,
+  digests: FileDigests & { md5: string },
+  settings: TransferSettings,
+): Promise<TransferOutcome> {
   const sdk = await s3.sdk();
   const { handle, identity } = await openRegularFile(file.path);
   try {
     assertUnchanged(file, identity);
-    const { result: response, md5 } = await s3.request(
+    const { result: response } = await s3.request(
       () =>
-        sendStreamed(handle, 0, identity.size, settings, (body, abortSignal) =>
+        sendStreamed(handle, 0, identity.size, settings, false, (body, abortSignal) =>
           sdk.client.send(
             new PutObjectCommand({
               Bucket: s3.bucket,
               Key: s3.prefix + file.key,
               Body: body,
               ContentLength: identity.size,
-              // Stores that check it refuse a corrupted body outright; known only from an earlier hash.
-              ...(digests.md5 ? { ContentMD5: Buffer.from(digests.md5, 'hex').toString('base64') } : {}),
+              // Stores that check it refuse a corrupted body outright.
+              ContentMD5: Buffer.from(digests.md5, 'hex').toString('base64'),
               ContentType: contentTypeFor(file.key),
               Metadata: { sha256: digests.sha256 },
             }),
@@ -99,14 +110,13 @@ async function uploadStreamed(s3: MediaS3, file: LocalFile, digests: FileDigests
         ),
       settings.signal,
     );
-    const sent = md5.toString('hex');
-    // The object is visible already: if the file changed since its sha256 was taken, it goes again.
-    if ((digests.md5 && digests.md5 !== sent) || !sameIdentity(file, await statIdentity(handle))) {
+    // The object is visible already: if the file changed since it was hashed, it goes again.
+    if (!sameIdentity(file, await statIdentity(handle))) {
       await removeQuietly(s3, file.key);
       throw new Error(`${file.key} changed while it was being uploaded; run the sync again`);
     }
-    await verifyUploadedEtag(s3, file.key, response.ETag, sent);
-    return { key: file.key, bytes: identity.size, md5: sent, sha256: digests.sha256, identity, digests: { ...digests, md5: sent } };
+    await verifyUploadedEtag(s3, file.key, response.ETag, digests.md5);
+    return { key: file.key, bytes: identity.size, md5: digests.md5, sha256: digests.sha256, identity, digests };
   } finally {
     await handle.close();
   }
@@ -200,7 +210,7 @@ async function uploadPart(
   const start = index * partSize;
   const length = Math.min(partSize, size - start);
   return s3.request(async () => {
-    const { result: response, md5: sent } = await sendStreamed(handle, start, length, settings, (body, abortSignal) =>
+    const { result: response, md5: sent } = await sendStreamed(handle, start, length, settings, true, (body, abortSignal) =>
       sdk.client.send(
         new UploadPartCommand({ Bucket: s3.bucket, Key: key, UploadId: uploadId, PartNumber: index + 1, Body: body, ContentLength: length }),
         { abortSignal },
@@ -215,8 +225,8 @@ async function uploadPart(
 }
 
 /**
- * Sends `length` bytes of the file from `start` as a request body, hashing them (MD5) on the way.
- * The SDK pipes a stream body into the request and never hears of a read error, so an error aborts
+ * Sends `length` bytes of the file from `start` as a request body, hashing them (MD5) on the way
+ * when `hashing` (the MD5 of the whole body, else an empty digest). The SDK pipes a stream body into the request and never hears of a read error, so an error aborts
  * the request here; and a failed attempt takes back the progress it reported.
  */
 async function sendStreamed<T>(
@@ -224,14 +234,15 @@ async function sendStreamed<T>(
   start: number,
   length: number,
   settings: TransferSettings,
+  hashing: boolean,
   send: (body: Readable, signal: AbortSignal) => Promise<T>,
 ): Promise<{ result: T; md5: Buffer }> {
-  const md5 = createHash('md5');
+  const md5 = hashing ? createHash('md5') : undefined;
   let counted = 0;
   const source = rangeReader(handle, start, length);
   const body = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
-      md5.update(chunk);
+      md5?.update(chunk);
       counted += chunk.length;
       settings.onBytes(chunk.length);
       callback(null, chunk);
@@ -250,7 +261,7 @@ async function sendStreamed<T>(
   source.pipe(body);
   try {
     const result = await send(body, controller.signal);
-    return { result, md5: md5.digest() };
+    return { result, md5: md5?.digest() ?? Buffer.alloc(0) };
   } catch (error) {
     settings.onBytes(-counted);
     throw bodyError ?? error;

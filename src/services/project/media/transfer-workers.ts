@@ -1,16 +1,17 @@
 /**
- * Large downloads are received in worker threads. One Node thread receiving, hashing and writing
- * several large streams at once is busy the whole time (the HTTP parser, sha256, and the garbage
- * collection of every 64 KiB socket buffer), and on a small machine that thread is what a pull
- * waits for. A few workers spread that over the cores, each with its own heap; the main thread
- * keeps the plan, the signing, the retries, the verdict and the rename.
+ * The per-byte work of a sync runs in worker threads: receiving, hashing and writing large
+ * downloads, and hashing large files before they are uploaded. One Node thread doing that for
+ * several large files at once is busy the whole time (the HTTP parser, sha256 and MD5, and the
+ * garbage collection of every 64 KiB socket buffer), and on a small machine that thread is what a
+ * sync waits for. A few workers spread it over the cores, each with its own heap; the main thread
+ * keeps the plan, the signing, the retries, the verdicts and the renames.
  *
- * Workers start when the first large download does and stop with the sync. A worker is referenced
- * (keeps the process alive) only while it has work.
+ * Workers start when the first job does and stop with the sync. A worker is referenced (keeps the
+ * process alive) only while it has work.
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import type { FileDigests } from './digests.js';
+import type { FileDigests, HashedFile } from './digests.js';
 import type { DownloadHeaders } from './download-check.js';
 import type { SignedObjectRequest } from './object-http.js';
 
@@ -25,7 +26,15 @@ export interface DownloadJob {
   idleTimeoutMs: number;
 }
 
-export type ToWorker = { type: 'download'; job: DownloadJob } | { type: 'cancel'; id: number };
+export interface HashJob {
+  id: number;
+  /** A local file, opened as digests.ts's hashFile does (never through a symlink). */
+  path: string;
+  md5: boolean;
+  partSizes: number[];
+}
+
+export type ToWorker = { type: 'download'; job: DownloadJob } | { type: 'hash'; job: HashJob } | { type: 'cancel'; id: number };
 
 export interface WorkerError {
   name: string;
@@ -39,15 +48,18 @@ export type FromWorker =
   | { type: 'refused'; id: number; status: number; body: string }
   /** The whole body is in the temporary file; the main thread checks it and renames or removes it. */
   | { type: 'received'; id: number; headers: DownloadHeaders; bytes: number; digests: FileDigests }
-  /** The temporary file is already removed. */
+  | { type: 'hashed'; id: number; hashed: HashedFile }
+  /** A download's temporary file is already removed. */
   | { type: 'failed'; id: number; error: WorkerError };
 
 export type DownloadAnswer = Extract<FromWorker, { type: 'refused' } | { type: 'received' }>;
 
+type Answer = Extract<FromWorker, { type: 'refused' } | { type: 'received' } | { type: 'hashed' }>;
+
 interface Pending {
-  resolve(answer: DownloadAnswer): void;
+  resolve(answer: Answer): void;
   reject(error: unknown): void;
-  onBytes(bytes: number): void;
+  onBytes?(bytes: number): void;
 }
 
 interface PoolWorker {
@@ -58,7 +70,7 @@ interface PoolWorker {
 /** At most this many workers: beyond it the store or the disk is the limit, not the client. */
 const MAX_WORKERS = 4;
 
-export class DownloadWorkers {
+export class TransferWorkers {
   private readonly workers: PoolWorker[] = [];
   private nextId = 1;
   private closed = false;
@@ -70,12 +82,28 @@ export class DownloadWorkers {
    * rejects, with the temporary file already removed, on any failure. An abort cancels the
    * request and rejects with the signal's reason once the worker has cleaned up.
    */
-  download(job: Omit<DownloadJob, 'id'>, onBytes: (bytes: number) => void, signal?: AbortSignal): Promise<DownloadAnswer> {
-    if (this.closed) return Promise.reject(new Error('the download workers are stopped'));
-    signal?.throwIfAborted();
+  async download(job: Omit<DownloadJob, 'id'>, onBytes: (bytes: number) => void, signal?: AbortSignal): Promise<DownloadAnswer> {
+    return (await this.run((id) => ({ type: 'download', job: { ...job, id } }), signal, onBytes)) as DownloadAnswer;
+  }
+
+  /** digests.ts's hashFile, in a worker. */
+  async hash(path: string, options: { md5: boolean; partSizes?: readonly number[] }, signal?: AbortSignal): Promise<HashedFile> {
+    const answer = await this.run((id) => ({ type: 'hash', job: { id, path, md5: options.md5, partSizes: [...(options.partSizes ?? [])] } }), signal);
+    return (answer as Extract<Answer, { type: 'hashed' }>).hashed;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const workers = this.workers.splice(0);
+    await Promise.all(workers.map((worker) => worker.thread.terminate()));
+  }
+
+  private run(message: (id: number) => ToWorker, signal: AbortSignal | undefined, onBytes?: (bytes: number) => void): Promise<Answer> {
+    if (this.closed) return Promise.reject(new Error('the transfer workers are stopped'));
+    if (signal?.aborted) return Promise.reject(signal.reason);
     const id = this.nextId++;
     const worker = this.pick();
-    return new Promise<DownloadAnswer>((resolve, reject) => {
+    return new Promise<Answer>((resolve, reject) => {
       const cancel = () => worker.thread.postMessage({ type: 'cancel', id } satisfies ToWorker);
       const done = () => {
         signal?.removeEventListener('abort', cancel);
@@ -95,14 +123,8 @@ export class DownloadWorkers {
       });
       worker.thread.ref();
       signal?.addEventListener('abort', cancel, { once: true });
-      worker.thread.postMessage({ type: 'download', job: { ...job, id } } satisfies ToWorker);
+      worker.thread.postMessage(message(id));
     });
-  }
-
-  async close(): Promise<void> {
-    this.closed = true;
-    const workers = this.workers.splice(0);
-    await Promise.all(workers.map((worker) => worker.thread.terminate()));
   }
 
   /** An idle worker, a new one while there are fewer than `size`, else the least busy. */
@@ -119,18 +141,18 @@ export class DownloadWorkers {
     worker.thread.on('message', (message: FromWorker) => {
       const pending = worker.pending.get(message.id);
       if (!pending) return;
-      if (message.type === 'bytes') pending.onBytes(message.bytes);
+      if (message.type === 'bytes') pending.onBytes?.(message.bytes);
       else if (message.type === 'failed') pending.reject(Object.assign(new Error(message.error.message), message.error));
       else pending.resolve(message);
     });
-    // A worker that dies takes its downloads with it; the next ones go to a fresh worker.
+    // A worker that dies takes its jobs with it; the next ones go to a fresh worker.
     const lost = (error: Error) => {
       const index = this.workers.indexOf(worker);
       if (index >= 0) this.workers.splice(index, 1);
       for (const pending of [...worker.pending.values()]) pending.reject(error);
     };
-    worker.thread.on('error', (error) => lost(new Error(`a download worker failed: ${error.message}`)));
-    worker.thread.on('exit', (code) => lost(new Error(`a download worker stopped (exit code ${code})`)));
+    worker.thread.on('error', (error) => lost(new Error(`a transfer worker failed: ${error.message}`)));
+    worker.thread.on('exit', (code) => lost(new Error(`a transfer worker stopped (exit code ${code})`)));
     this.workers.push(worker);
     return worker;
   }
@@ -143,8 +165,8 @@ export class DownloadWorkers {
  */
 function workerEntry(): URL {
   const here = import.meta.url;
-  if (!here.endsWith('.ts')) return new URL('./download-worker.js', here);
-  const built = here.replace(/\/src\/((?:[^/]+\/)*)[^/]+\.ts$/, '/dist/$1download-worker.js');
-  if (built === here) throw new Error(`cannot tell where the built download worker is for ${here}`);
+  if (!here.endsWith('.ts')) return new URL('./transfer-worker.js', here);
+  const built = here.replace(/\/src\/((?:[^/]+\/)*)[^/]+\.ts$/, '/dist/$1transfer-worker.js');
+  if (built === here) throw new Error(`cannot tell where the built transfer worker is for ${here}`);
   return new URL(built);
 }

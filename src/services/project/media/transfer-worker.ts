@@ -1,32 +1,50 @@
 /**
- * A download worker thread (see download-pool.ts): sends the signed GetObject it is handed,
- * hashes the body as it arrives and writes it to the hidden temporary file it is named (O_EXCL,
- * never following a link). The verdict (digests against the headers) and the rename stay on the
- * main thread. Whatever fails, the temporary file is removed before the failure is reported.
+ * A transfer worker thread (see transfer-workers.ts). A download job sends the signed GetObject
+ * it is handed, hashes the body as it arrives and writes it to the hidden temporary file it is
+ * named (O_EXCL, never following a link); the verdict (digests against the headers) and the
+ * rename stay on the main thread, and whatever fails, the temporary file is removed before the
+ * failure is reported. A hash job is digests.ts's hashFile.
  */
 import { closeSync, constants, openSync, unlinkSync, writeSync, writevSync } from 'node:fs';
 import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { parentPort } from 'node:worker_threads';
 import { localhostLookup } from '../../../core/localhost-lookup.js';
-import { ContentHasher, MIB } from './digests.js';
+import { ContentHasher, hashFile, MIB } from './digests.js';
 import { downloadExpectation, downloadHeaders, errorBodyOf, hasherOptions } from './download-check.js';
-import type { DownloadJob, FromWorker, ToWorker, WorkerError } from './download-pool.js';
+import type { DownloadJob, FromWorker, HashJob, ToWorker, WorkerError } from './transfer-workers.js';
 
 /** Network chunks (64 KiB) are gathered into one write of a few MiB. */
 const WRITE_BATCH = 4 * MIB;
 
 const port = parentPort;
-if (!port) throw new Error('download-worker.js runs as a worker thread');
+if (!port) throw new Error('transfer-worker.js runs as a worker thread');
 
 const agentOptions = { keepAlive: true, lookup: localhostLookup };
 const agents = { http: new HttpAgent(agentOptions), https: new HttpsAgent(agentOptions) };
-const running = new Map<number, ClientRequest>();
+const running = new Map<number, ClientRequest | AbortController>();
 
 port.on('message', (message: ToWorker) => {
-  if (message.type === 'cancel') running.get(message.id)?.destroy(Object.assign(new Error('the download was cancelled'), { name: 'AbortError' }));
-  else download(message.job);
+  if (message.type === 'download') download(message.job);
+  else if (message.type === 'hash') hash(message.job);
+  else cancel(message.id);
 });
+
+function cancel(id: number): void {
+  const job = running.get(id);
+  const reason = Object.assign(new Error('the job was cancelled'), { name: 'AbortError' });
+  if (job instanceof AbortController) job.abort(reason);
+  else job?.destroy(reason);
+}
+
+function hash(job: HashJob): void {
+  const controller = new AbortController();
+  running.set(job.id, controller);
+  hashFile(job.path, { md5: job.md5, partSizes: job.partSizes, signal: controller.signal }).then(
+    (hashed) => port?.postMessage({ type: 'hashed', id: job.id, hashed } satisfies FromWorker),
+    (error: unknown) => port?.postMessage({ type: 'failed', id: job.id, error: serialise(error) } satisfies FromWorker),
+  ).finally(() => running.delete(job.id));
+}
 
 function download(job: DownloadJob): void {
   const post = (message: FromWorker) => port?.postMessage(message);

@@ -1,25 +1,26 @@
 /**
- * The download workers on their own, against a local HTTP server: a body arrives whole with its
+ * The transfer workers on their own, against a local HTTP server: a body arrives whole with its
  * digests, a refusal comes back as status and body, and a cancel, a cut connection or a stopped
- * worker rejects the download with no temporary file left. (The worker is the built copy in dist/,
- * which `npm test` makes first.)
+ * worker rejects the download with no temporary file left; a file is hashed as on the main thread.
+ * (The worker is the built copy in dist/, which `npm test` makes first.)
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DownloadWorkers, type DownloadJob } from '../../src/services/project/media/download-pool.js';
+import { hashFile } from '../../src/services/project/media/digests.js';
+import { TransferWorkers, type DownloadJob } from '../../src/services/project/media/transfer-workers.js';
 
 const MIB = 1024 * 1024;
 const body = randomBytes(9 * MIB + 123);
 let dir: string;
 let server: Server;
 let port: number;
-let pool: DownloadWorkers;
+let pool: TransferWorkers;
 /** Responses held open by the slow route, ended in afterEach. */
 const held: ServerResponse[] = [];
 
@@ -81,11 +82,11 @@ function progress(bytes: number): { onBytes: (n: number) => void; reached: Promi
   };
 }
 
-describe('download workers', () => {
+describe('transfer workers', () => {
   it('receive a body whole into the temporary file, with its digests, headers and progress', async () => {
-    pool = new DownloadWorkers(2);
+    pool = new TransferWorkers(2);
     let reported = 0;
-    const answers = await Promise.all(['a', 'b', 'c'].map((name) => pool.download(job('/whole', name), (n) => (reported += n))));
+    const answers = await Promise.all(['a', 'b', 'c'].map((name) => pool.download(job('/whole', name), (n: number) => (reported += n))));
     for (const [index, answer] of answers.entries()) {
       expect(answer).toMatchObject({ type: 'received', bytes: body.length, digests: { sha256: sha256(body) } });
       if (answer.type !== 'received') throw new Error('unreachable');
@@ -98,14 +99,14 @@ describe('download workers', () => {
   });
 
   it('hand back a refusal as its status and body, creating no file', async () => {
-    pool = new DownloadWorkers(1);
+    pool = new TransferWorkers(1);
     const answer = await pool.download(job('/refused', 'refused'), () => undefined);
     expect(answer).toEqual({ type: 'refused', id: expect.any(Number), status: 403, body: expect.stringContaining('<Code>ExpiredToken</Code>') });
     expect(existsSync(join(dir, 'refused'))).toBe(false);
   });
 
   it('cancel on abort: rejected with the reason, the temporary file removed', async () => {
-    pool = new DownloadWorkers(1);
+    pool = new TransferWorkers(1);
     const controller = new AbortController();
     const { onBytes, reached } = progress(4 * MIB);
     const download = pool.download(job('/slow', 'cancelled'), onBytes, controller.signal);
@@ -117,19 +118,40 @@ describe('download workers', () => {
   });
 
   it('fail a connection cut mid-body as a connection reset, the temporary file removed', async () => {
-    pool = new DownloadWorkers(1);
+    pool = new TransferWorkers(1);
     await expect(pool.download(job('/cut', 'cut'), () => undefined)).rejects.toMatchObject({ code: 'ECONNRESET' });
     expect(existsSync(join(dir, 'cut'))).toBe(false);
   });
 
   it('reject what a stopped worker had in hand, and refuse new work once closed', async () => {
-    pool = new DownloadWorkers(1);
+    pool = new TransferWorkers(1);
     const { onBytes, reached } = progress(4 * MIB);
     const download = pool.download(job('/slow', 'stopped'), onBytes);
     await reached;
     await pool.close();
-    await expect(download).rejects.toThrow(/download worker stopped/);
+    await expect(download).rejects.toThrow(/transfer worker stopped/);
     await expect(pool.download(job('/whole', 'late'), () => undefined)).rejects.toThrow(/stopped/);
+  });
+});
+
+describe('transfer workers hashing', () => {
+  it('hash a file as hashFile does on the main thread (sha256, MD5, part ETags), several at once', async () => {
+    pool = new TransferWorkers(2);
+    const path = join(dir, 'to-hash.bin');
+    await writeFile(path, body);
+    const options = { md5: true, partSizes: [4 * MIB, 5 * MIB] };
+    const [inWorker, again] = await Promise.all([pool.hash(path, options), pool.hash(path, { md5: false })]);
+    const onMain = await hashFile(path, options);
+    expect(inWorker).toEqual(onMain);
+    expect(inWorker.digests).toMatchObject({ sha256: sha256(body), md5: md5(body) });
+    expect(again.digests).toEqual({ sha256: sha256(body) });
+  });
+
+  it('refuse to hash through a symlink, as hashFile does', async () => {
+    pool = new TransferWorkers(1);
+    const link = join(dir, 'link.bin');
+    await symlink(join(dir, 'to-hash.bin'), link);
+    await expect(pool.hash(link, { md5: true })).rejects.toMatchObject({ name: 'NotRegularFileError', message: expect.stringMatching(/symbolic link/) });
   });
 });
 
