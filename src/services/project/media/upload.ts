@@ -226,8 +226,9 @@ async function uploadPart(
 
 /**
  * Sends `length` bytes of the file from `start` as a request body, hashing them (MD5) on the way
- * when `hashing` (the MD5 of the whole body, else an empty digest). The SDK pipes a stream body into the request and never hears of a read error, so an error aborts
- * the request here; and a failed attempt takes back the progress it reported.
+ * when `hashing` (the MD5 of the whole body, else an empty digest). The SDK pipes a stream body
+ * into the request and never hears of a read error, so an error aborts the request here; and a
+ * failed attempt takes back the progress it reported.
  */
 async function sendStreamed<T>(
   handle: FileHandle,
