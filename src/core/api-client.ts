@@ -57,15 +57,8 @@ export class ApiClient {
       accept: 'application/json',
       timeoutMs: 120_000,
     });
-    const schema = successSchema(route, response.status);
-    if (!schema) return undefined as ResponseOf<R>;
-    const parsed = schema.safeParse(await response.json().catch(() => undefined));
-    if (!parsed.success) {
-      throw new DivioError(`The platform at ${this.endpoint} gave an answer this divio does not understand`, {
-        hint: 'The platform and the CLI may be different versions; update the older one.',
-      });
-    }
-    return parsed.data as ResponseOf<R>;
+    if (!successSchema(route, response.status)) return undefined as ResponseOf<R>;
+    return this.answer(route, response.status, await response.json().catch(() => undefined));
   }
 
   /** Ask a route whose answer is not JSON (a streamed log): the response, already checked for errors. */
@@ -100,11 +93,15 @@ export class ApiClient {
     const response = await this.nodeRequest(route, input, { accept: 'application/json', signal: options.signal, body });
     const status = response.statusCode ?? 0;
     if (status >= 300) throw await nodeError(response, this.endpoint);
-    const schema = successSchema(route, status);
     const text = await readText(response);
-    if (!schema) return undefined as ResponseOf<R>;
-    const parsed = schema.safeParse(parseJson(text));
-    if (!parsed.success) {
+    if (!successSchema(route, status)) return undefined as ResponseOf<R>;
+    return this.answer(route, status, parseJson(text));
+  }
+
+  /** A success answer checked against the route's schema (shared with the platform). */
+  private answer<R extends RouteConfig>(route: R, status: number, json: unknown): ResponseOf<R> {
+    const parsed = successSchema(route, status)?.safeParse(json);
+    if (!parsed?.success) {
       throw new DivioError(`The platform at ${this.endpoint} gave an answer this divio does not understand`, {
         hint: 'The platform and the CLI may be different versions; update the older one.',
       });

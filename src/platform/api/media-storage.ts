@@ -41,14 +41,12 @@ export class S3MediaStorage implements MediaStorage {
     assertValidBucketName(bucket);
     await this.ensureBucket(bucket);
     const keys = this.config.keysFile ? await this.grantBucketKey(this.config.keysFile, bucket) : this.sharedKey();
-    return {
-      endpoint: this.config.endpoint,
-      publicUrl: this.config.publicUrl,
-      region: this.config.region,
-      bucket,
-      prefix: '',
-      ...keys,
-    };
+    return { ...this.location(bucket), ...keys };
+  }
+
+  /** Where an environment's media is, as a grant gives it (the keys are added by the caller). */
+  private location(bucket: string): { endpoint: string; publicUrl: string; region: string; bucket: string; prefix: string } {
+    return { endpoint: this.config.endpoint, publicUrl: this.config.publicUrl, region: this.config.region, bucket, prefix: '' };
   }
 
   async deprovision({ bucket }: { bucket: string }): Promise<void> {
@@ -90,11 +88,7 @@ export class S3MediaStorage implements MediaStorage {
       await this.waitUntil(key, bucket, 'accepted');
     }
     return {
-      endpoint: this.config.endpoint,
-      publicUrl: this.config.publicUrl,
-      region: this.config.region,
-      bucket,
-      prefix: '',
+      ...this.location(bucket),
       access,
       expiresAt,
       ...key,
