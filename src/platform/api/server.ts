@@ -373,7 +373,12 @@ export function buildServer(deps: ServerDeps): { app: OpenAPIHono<ApiEnv>; apps:
     const { user } = principalOf(c);
     const slug = c.req.param('slug');
     const found = slug ? await store.ownedApp(user.id, slug) : undefined;
-    if (!found) throw notFound(`App "${slug}"`);
+    if (!found) {
+      // Another user's app answers exactly as a missing one: its existence is not revealed.
+      throw new ApiError(404, 'not_found', `App "${slug}" not found`, {
+        hint: 'Check the slug with `divio project list`; an app of another account is not visible to this token.',
+      });
+    }
     return found;
   }
 

@@ -58,7 +58,8 @@ export async function createProject(options: CreateOptions, io: IO): Promise<Cre
     await configureRemote(staging, registered.gitUrl, credentials.endpoint);
     const app = registered;
     await io.task('Pushing the first commit', () =>
-      git(staging, ['push', '--quiet', 'origin', 'main'], gitAuthEnv(credentials.endpoint, credentials.token)),
+      // --set-upstream: the user's own `git push` and `git pull` then need no arguments.
+      git(staging, ['push', '--quiet', '--set-upstream', 'origin', 'main'], gitAuthEnv(credentials.endpoint, credentials.token)),
     ).catch((error: unknown) => undoRegistration(client, app, error));
   };
 

@@ -4,20 +4,23 @@
  * never leaves a half-made project behind.
  */
 import { cp, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, relative, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { boilerplatesDir } from '../../core/assets.js';
 import { DivioError, ExitCode, InvalidInputError } from '../../core/errors.js';
 import { pathExists, writeFileAtomic } from '../../core/fs-util.js';
 import { loadProject, rememberCheckout, type Project } from '../../core/project.js';
 import { PROJECT_CONFIG_PATH, SLUG_PATTERN, LOCAL_STATE_PATH } from '../../shared/project-config.js';
-import { syncComposeFile, GENERATED_COPY } from './compose-file.js';
+import { syncComposeFile, ENV_LOCAL_FILE, GENERATED_COPY } from './compose-file.js';
 import { LIVE_CONFIG_OVERLAY } from './local-environment.js';
 
 export const DEFAULT_BOILERPLATE = 'express';
 
 /** Lines every project's .gitignore needs, whatever the boilerplate brought. */
-const IGNORED = ['data/', LOCAL_STATE_PATH, LIVE_CONFIG_OVERLAY, GENERATED_COPY];
+const IGNORED = ['data/', ENV_LOCAL_FILE, LOCAL_STATE_PATH, LIVE_CONFIG_OVERLAY, GENERATED_COPY];
+
+/** Build leftovers a boilerplate folder may hold in a clone; matched below the boilerplate only. */
+const NOT_COPIED = /(^|[\\/])(node_modules|__pycache__)([\\/]|$)/;
 
 export async function listBoilerplates(): Promise<string[]> {
   const entries = await readdir(boilerplatesDir(), { withFileTypes: true });
@@ -60,9 +63,11 @@ export async function scaffoldProject(options: ScaffoldOptions): Promise<Project
   await mkdir(dirname(target), { recursive: true });
   const staging = join(dirname(target), `.${basename(target)}.divio-${randomBytes(4).toString('hex')}`);
   try {
-    await cp(join(boilerplatesDir(), boilerplate), staging, {
+    const source = join(boilerplatesDir(), boilerplate);
+    await cp(source, staging, {
       recursive: true,
-      filter: (src) => !/[\\/](node_modules|__pycache__)([\\/]|$)/.test(src),
+      // Relative to the boilerplate: an installed divio itself lives under a node_modules folder.
+      filter: (src) => !NOT_COPIED.test(relative(source, src)),
     });
     // Shipped as "gitignore": npm leaves .gitignore files out of published packages.
     if (await pathExists(join(staging, 'gitignore'))) await rename(join(staging, 'gitignore'), join(staging, '.gitignore'));

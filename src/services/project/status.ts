@@ -8,7 +8,7 @@ import type { Project } from '../../core/project.js';
 import { localDomain } from './compose-file.js';
 import { webUrl } from './local-environment.js';
 import { currentCredentials, normaliseEndpoint } from '../../core/credentials.js';
-import { errorMessage } from '../../core/errors.js';
+import { DivioError, ExitCode, errorMessage } from '../../core/errors.js';
 
 export type LocalState = 'running' | 'starting' | 'unhealthy' | 'stopped' | 'partial' | 'docker-unavailable';
 
@@ -41,7 +41,7 @@ export async function projectStatus(project: Project, env: NodeJS.ProcessEnv = p
 /** test and live as the platform reports them: URL, what serves there, the latest deployment. */
 export async function platformStatus(slug: string, endpoint: string, env: NodeJS.ProcessEnv): Promise<EnvironmentStatus[]> {
   // Loaded only for projects on a platform: the API's schemas are not needed for the local view.
-  const [{ ApiClient }, routes, { ENVIRONMENT_NAMES }] = await Promise.all([
+  const [{ ApiClient, ApiRequestError }, routes, { ENVIRONMENT_NAMES }] = await Promise.all([
     import('../../core/api-client.js'),
     import('../../shared/api/routes.js'),
     import('../../shared/api/schemas.js'),
@@ -73,6 +73,10 @@ export async function platformStatus(slug: string, endpoint: string, env: NodeJS
       };
     });
   } catch (error) {
+    // An app this token cannot see is the caller's mistake, not a state of the environments.
+    if (error instanceof ApiRequestError && error.status === 404) {
+      throw new DivioError(`${error.message} on ${credentials.endpoint}`, { hint: error.hint, exitCode: ExitCode.failure, cause: error });
+    }
     return unknown(errorMessage(error));
   }
 }

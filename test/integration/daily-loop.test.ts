@@ -1,0 +1,119 @@
+/**
+ * The loop a user runs by habit, on the shared test platform: `project create`, edit, commit, plain
+ * `git push` and `git pull` (no arguments: create sets the upstream); `.env.local` never committed;
+ * and every platform command pointed at an app this token cannot see fails with one clear error and
+ * a non-zero exit, --json included.
+ */
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { divio, json } from '../helpers/cli.js';
+import { describeWithDocker } from '../helpers/docker.js';
+import { operatorToken, usePlatform } from '../helpers/platform.js';
+import { createUser, request, type TestUser } from '../helpers/api.js';
+
+const GIT_IDENTITY = ['-c', 'user.name=t', '-c', 'user.email=t@example.invalid'];
+
+describeWithDocker('the daily loop', () => {
+  const platform = usePlatform();
+  let parent: string;
+  let dir: string;
+  let owner: TestUser;
+  let stranger: TestUser;
+  let ownerEnv: Record<string, string>;
+  const slug = `loop-${Math.random().toString(36).slice(2, 8)}`;
+
+  beforeAll(async () => {
+    const operator = await operatorToken();
+    owner = await createUser(platform().endpoint, operator, 'looper');
+    stranger = await createUser(platform().endpoint, operator, 'stranger');
+    ownerEnv = { DIVIO_ENDPOINT: platform().endpoint, DIVIO_TOKEN: owner.token };
+    parent = await mkdtemp(join(tmpdir(), 'divio-loop-'));
+    dir = join(parent, slug);
+    const created = await divio(['project', 'create', slug], { cwd: parent, env: ownerEnv });
+    expect(created.exitCode, created.stderr).toBe(0);
+  });
+  afterAll(async () => {
+    if (parent) await rm(parent, { recursive: true, force: true });
+  });
+
+  const gitIn = (cwd: string, args: string[]) =>
+    execa('git', args, { cwd, env: { ...process.env, ...ownerEnv, GIT_TERMINAL_PROMPT: '0' }, reject: false, stdin: 'ignore' });
+
+  it('plain `git push` and `git pull` work in a created project (the upstream is set)', async () => {
+    const upstream = await gitIn(dir, ['rev-parse', '--abbrev-ref', '--symbolic-full-name', '@{upstream}']);
+    expect(upstream.stdout.trim()).toBe('origin/main');
+
+    await writeFile(join(dir, 'NOTES.md'), 'edited by habit\n');
+    expect((await gitIn(dir, ['add', 'NOTES.md'])).exitCode).toBe(0);
+    expect((await gitIn(dir, [...GIT_IDENTITY, 'commit', '-qm', 'an edit'])).exitCode).toBe(0);
+    const pushed = await gitIn(dir, ['push', '--quiet']);
+    expect(pushed.exitCode, pushed.stderr).toBe(0);
+    const head = (await gitIn(dir, ['rev-parse', 'HEAD'])).stdout.trim();
+    const remote = await gitIn(dir, ['ls-remote', 'origin', 'refs/heads/main']);
+    expect(remote.stdout.split(/\s/)[0]).toBe(head);
+
+    // A second checkout pushes; the first pulls with no arguments and gets it.
+    const other = join(parent, 'second');
+    const cloned = await gitIn(parent, ['clone', '--quiet', (await gitIn(dir, ['remote', 'get-url', 'origin'])).stdout.trim(), other]);
+    expect(cloned.exitCode, cloned.stderr).toBe(0);
+    await writeFile(join(other, 'NOTES.md'), 'edited elsewhere\n');
+    await gitIn(other, [...GIT_IDENTITY, 'commit', '-qam', 'from elsewhere']);
+    expect((await gitIn(other, ['push', '--quiet'])).exitCode).toBe(0);
+    const pulled = await gitIn(dir, [...GIT_IDENTITY, 'pull', '--quiet', '--ff-only']);
+    expect(pulled.exitCode, pulled.stderr).toBe(0);
+    expect(await readFile(join(dir, 'NOTES.md'), 'utf8')).toBe('edited elsewhere\n');
+  });
+
+  it('.env.local is ignored, never committed', async () => {
+    const tracked = (await gitIn(dir, ['ls-files'])).stdout.split('\n');
+    expect(tracked).toContain('divio.yaml');
+    expect(tracked).not.toContain('.env.local');
+    await writeFile(join(dir, '.env.local'), 'MY_SECRET=kept-local\n');
+    expect((await gitIn(dir, ['check-ignore', '-q', '.env.local'])).exitCode).toBe(0);
+    expect((await gitIn(dir, ['status', '--porcelain'])).stdout).not.toContain('.env.local');
+  });
+
+  it('every platform command on an app this token cannot see fails with one clear error, --json included', async () => {
+    // The owner's checkout, used with a stranger's token: the app is invisible to it.
+    const strangerEnv = { DIVIO_ENDPOINT: platform().endpoint, DIVIO_TOKEN: stranger.token };
+    const before = await request(platform().endpoint, `/v1/apps/${slug}`, { token: owner.token });
+    expect(before.status).toBe(200);
+    const commands: string[][] = [
+      ['project', 'status'],
+      ['project', 'deployments'],
+      ['project', 'deploy', 'test'],
+      ['project', 'rollback', 'test'],
+      ['project', 'env-vars', 'list', '-e', 'test'],
+      ['project', 'env-vars', 'set', '-e', 'test', 'PLANTED=1'],
+      ['project', 'env-vars', 'unset', '-e', 'test', 'PLANTED'],
+      ['project', 'configure', 'test', '--replicas', '2'],
+      ['project', 'logs', 'test'],
+      ['project', 'open', 'test'],
+      ['project', 'backups', 'list', 'test'],
+      ['project', 'push', 'media', 'test', '--yes'],
+      ['project', 'pull', 'media', 'test'],
+    ];
+    for (const command of commands) {
+      const plain = await divio(command, { cwd: dir, env: strangerEnv, timeout: 120_000 });
+      expect(plain.exitCode, `${command.join(' ')}: ${plain.stdout}${plain.stderr}`).not.toBe(0);
+      expect(plain.stderr, command.join(' ')).toMatch(new RegExp(`App "${slug}" not found`));
+      expect(plain.stdout, command.join(' ')).toBe('');
+
+      const asJson = await divio([...command, '--json'], { cwd: dir, env: strangerEnv, timeout: 120_000 });
+      expect(asJson.exitCode, command.join(' ')).not.toBe(0);
+      const answer = json(asJson);
+      expect(Object.keys(answer), command.join(' ')).toEqual(['error']);
+      expect(answer.error.message, command.join(' ')).toMatch(new RegExp(`App "${slug}" not found`));
+      expect(answer.error.hint, command.join(' ')).toMatch(/divio project list/);
+    }
+    // Nothing of the owner's app changed.
+    const vars = await request(platform().endpoint, `/v1/apps/${slug}/environments/test/env-vars`, { token: owner.token });
+    expect(vars.status).toBe(200);
+    expect(JSON.stringify(vars.body)).not.toContain('PLANTED');
+    const after = await request(platform().endpoint, `/v1/apps/${slug}`, { token: owner.token });
+    expect(after.body).toEqual(before.body);
+  });
+});
