@@ -53,6 +53,12 @@ export const runtimeConfigSchema = z.strictObject({
     })
     .optional(),
   git: z.strictObject({ root: z.string() }),
+  /**
+   * base64url of the 32-byte key that seals the secrets the API stores in the platform database
+   * (src/platform/api/secrets.ts). Optional here only so that services which never read those
+   * secrets accept a configuration without it; the API refuses to start without it.
+   */
+  secretsKey: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'must be 32 bytes of base64url').optional(),
   /** The operator the CLI that ran `platform start` logs in as; only the token's hash is here. */
   operator: z.strictObject({ name: z.string(), tokenId: z.string(), tokenHash: z.string() }),
   /** Database copies kept per environment (each import or backup restore keeps the database it replaces). */

@@ -11,6 +11,7 @@ import { S3MediaStorage } from './media-storage.js';
 import { migrate } from './migrations.js';
 import { buildServer } from './server.js';
 import { Store } from './store.js';
+import { SecretBox } from './secrets.js';
 import { docker } from '../../core/docker.js';
 import { DeploymentStore } from './deploy/deployment-store.js';
 import { DeployService } from './deploy/deploy-service.js';
@@ -22,14 +23,16 @@ const log = (line: string) => console.log(`${new Date().toISOString()} ${line}`)
 
 async function main(): Promise<void> {
   const config = await readRuntimeConfig();
-  const pool = await connectPlatformDatabase(config);
-  const store = new Store(pool);
+  if (!config.secretsKey) throw new Error('the platform configuration has no secretsKey; run `divio platform start` again, which adds one');
+  const secrets = SecretBox.fromConfig(config.secretsKey);
+  const pool = await connectPlatformDatabase(config, secrets);
+  const store = new Store(pool, secrets);
   await store.ensureOperator(config.operator.name, { id: config.operator.tokenId, hash: config.operator.tokenHash });
 
   const cluster = new PostgresCluster(config.database.adminUrl, config.database.appHost, config.database.appPort);
   const git = new BareRepositories(config.git.root);
   const media = new S3MediaStorage(config.media);
-  const deployments = new DeploymentStore(pool);
+  const deployments = new DeploymentStore(pool, secrets);
   const deploy = new DeployService({ store, deployments, docker: docker(), config, gitRoot: config.git.root, log });
   const transfers = new DatabaseTransfers({
     adminUrl: config.database.adminUrl,
@@ -57,7 +60,7 @@ async function main(): Promise<void> {
 }
 
 /** The cluster may still be starting when the API does: retry for a while before giving up. */
-async function connectPlatformDatabase(config: RuntimeConfig): Promise<pg.Pool> {
+async function connectPlatformDatabase(config: RuntimeConfig, secrets: SecretBox): Promise<pg.Pool> {
   const deadline = Date.now() + 120_000;
   for (let attempt = 1; ; attempt++) {
     try {
@@ -69,7 +72,7 @@ async function connectPlatformDatabase(config: RuntimeConfig): Promise<pg.Pool> 
       pool.on('error', (error) => log(`platform database connection lost: ${error.message}`));
       const client = await pool.connect();
       try {
-        const ran = await migrate(client);
+        const ran = await migrate(client, { secrets });
         if (ran.length) log(`applied migrations ${ran.join(', ')}`);
       } finally {
         client.release();

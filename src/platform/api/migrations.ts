@@ -3,8 +3,19 @@
  * under an advisory lock so two API replicas starting together cannot both apply it.
  */
 import type pg from 'pg';
+import type { SecretBox } from './secrets.js';
+import { sealStoredSecrets } from './secrets-migration.js';
 
-const MIGRATIONS: readonly { id: number; name: string; sql: string }[] = [
+/** What a migration written in code (not SQL) may need. */
+export interface MigrationContext {
+  secrets: SecretBox;
+}
+
+type Migration =
+  | { id: number; name: string; sql: string }
+  | { id: number; name: string; run: (client: pg.ClientBase, context: MigrationContext) => Promise<void> };
+
+const MIGRATIONS: readonly Migration[] = [
   {
     id: 1,
     name: 'users, tokens, apps, environments',
@@ -128,11 +139,24 @@ const MIGRATIONS: readonly { id: number; name: string; sql: string }[] = [
       CREATE INDEX db_backups_environment ON db_backups (environment_id, created_at DESC);
     `,
   },
+  {
+    id: 7,
+    name: 'secrets stored before they were encrypted at rest are sealed',
+    run: (client, { secrets }) => sealStoredSecrets(client, secrets),
+  },
+  {
+    id: 9,
+    name: 'accounts: disabled users, expiring tokens',
+    sql: `
+      ALTER TABLE users ADD COLUMN disabled_at timestamptz;
+      ALTER TABLE tokens ADD COLUMN expires_at timestamptz;
+    `,
+  },
 ];
 
 const LOCK_KEY = 0x64697669; // "divi"
 
-export async function migrate(client: pg.ClientBase): Promise<number[]> {
+export async function migrate(client: pg.ClientBase, context: MigrationContext): Promise<number[]> {
   await client.query('SELECT pg_advisory_lock($1)', [LOCK_KEY]);
   try {
     await client.query(
@@ -145,7 +169,8 @@ export async function migrate(client: pg.ClientBase): Promise<number[]> {
       if (applied.has(migration.id)) continue;
       await client.query('BEGIN');
       try {
-        await client.query(migration.sql);
+        if ('sql' in migration) await client.query(migration.sql);
+        else await migration.run(client, context);
         await client.query('INSERT INTO schema_migrations (id, name) VALUES ($1, $2)', [migration.id, migration.name]);
         await client.query('COMMIT');
       } catch (error) {

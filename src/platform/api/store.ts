@@ -1,6 +1,7 @@
 /** The platform's state in PostgreSQL: users, tokens, apps, environments. SQL stays in this file. */
 import type pg from 'pg';
 import type { EnvironmentName, TokenScope } from '../../shared/api/schemas.js';
+import type { SecretBox } from './secrets.js';
 
 export interface UserRow {
   id: string;
@@ -48,8 +49,16 @@ export interface EnvironmentRow {
 
 type Queryable = Pick<pg.Pool, 'query'>;
 
+/**
+ * Secret columns (environments' db_password, media keys and secret_key; env_vars.value) hold values
+ * sealed by `secrets`: they are sealed on the way in and opened on the way out, here, so callers
+ * only ever see plaintext and the database only ciphertext.
+ */
 export class Store {
-  constructor(readonly db: pg.Pool) {}
+  constructor(
+    readonly db: pg.Pool,
+    readonly secrets: SecretBox,
+  ) {}
 
   /** Run `work` in one transaction: committed when it returns, rolled back when it throws. */
   private async transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
@@ -205,7 +214,7 @@ export class Store {
         await client.query(
           `INSERT INTO environments (app_id, name, branch, db_name, db_role, db_password, media_bucket, media_prefix)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-          [id, env.name, env.branch, env.db_name, env.db_role, env.db_password, env.media_bucket, env.media_prefix],
+          [id, env.name, env.branch, env.db_name, env.db_role, this.secrets.seal(env.db_password, 'environments.db_password'), env.media_bucket, env.media_prefix],
         );
       }
       return id;
@@ -222,7 +231,7 @@ export class Store {
   async setMediaCredentials(envId: string, accessKey: string, secretKey: string, prefix: string): Promise<void> {
     await this.db.query(
       'UPDATE environments SET media_access_key = $2, media_secret_key = $3, media_prefix = $4 WHERE id = $1',
-      [envId, accessKey, secretKey, prefix],
+      [envId, this.secrets.seal(accessKey, 'environments.media_access_key'), this.secrets.seal(secretKey, 'environments.media_secret_key'), prefix],
     );
   }
 
@@ -238,7 +247,7 @@ export class Store {
       'SELECT name, value FROM env_vars WHERE environment_id = $1 ORDER BY name',
       [environmentId],
     );
-    return Object.fromEntries(rows.map((r) => [r.name, r.value]));
+    return Object.fromEntries(rows.map((r) => [r.name, this.secrets.open(r.value, 'env_vars.value')]));
   }
 
   /** Sets and unsets in one transaction: a reader sees all of the change or none of it. */
@@ -249,7 +258,7 @@ export class Store {
         await client.query(
           `INSERT INTO env_vars (environment_id, name, value) VALUES ($1, $2, $3)
            ON CONFLICT (environment_id, name) DO UPDATE SET value = EXCLUDED.value`,
-          [environmentId, name, value],
+          [environmentId, name, this.secrets.seal(value, 'env_vars.value')],
         );
       }
     });
@@ -265,7 +274,17 @@ export class Store {
       "SELECT * FROM environments WHERE app_id = ANY($1::bigint[]) ORDER BY app_id, CASE name WHEN 'test' THEN 0 ELSE 1 END",
       [appIds],
     );
-    return rows;
+    return rows.map((row: EnvironmentRow) => this.openEnvironment(row));
+  }
+
+  private openEnvironment(row: EnvironmentRow): EnvironmentRow {
+    return {
+      ...row,
+      db_password: this.secrets.open(row.db_password, 'environments.db_password'),
+      media_access_key: this.secrets.openNullable(row.media_access_key, 'environments.media_access_key'),
+      media_secret_key: this.secrets.openNullable(row.media_secret_key, 'environments.media_secret_key'),
+      secret_key: this.secrets.openNullable(row.secret_key, 'environments.secret_key'),
+    };
   }
 }
 

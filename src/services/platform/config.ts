@@ -97,6 +97,7 @@ export function buildRuntimeConfig(settings: PlatformSettings, version = package
     git: { root: CONTAINER_PATHS.git },
     ...(settings.backupsKeep !== undefined ? { backups: { keep: settings.backupsKeep } } : {}),
     operator: { name: OPERATOR_NAME, tokenId: settings.operator.tokenId, tokenHash: settings.operator.tokenHash },
+    ...(secrets.secretsKey ? { secretsKey: secrets.secretsKey } : {}),
   });
 }
 

@@ -45,6 +45,8 @@ export const settingsSchema = z.strictObject({
     postgresPassword: z.string().min(16),
     mediaAccessKeyId: z.string().min(8),
     mediaSecretAccessKey: z.string().min(16),
+    /** Seals the secrets the API stores in its database; added to older settings at the next start. */
+    secretsKey: z.string().regex(/^[A-Za-z0-9_-]{43}$/).optional(),
   }),
   operator: z.strictObject({ tokenId: z.string(), tokenHash: z.string() }).optional(),
   external: externalSchema.default({}),
@@ -115,6 +117,7 @@ export function generateSecrets(): PlatformSettings['secrets'] {
     postgresPassword: randomBytes(24).toString('base64url'),
     mediaAccessKeyId: `DIVIO${randomAlphanumeric(15)}`,
     mediaSecretAccessKey: randomAlphanumeric(40, 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789'),
+    secretsKey: randomBytes(32).toString('base64url'),
   };
 }
 
@@ -177,6 +180,8 @@ export async function resolveSettings(
     created: false,
     settings: {
       ...stored,
+      // Platforms from before secrets were sealed get their key now; the API then seals what it stored.
+      secrets: { ...stored.secrets, secretsKey: stored.secrets.secretsKey ?? randomBytes(32).toString('base64url') },
       domain: flags.domain ?? stored.domain,
       port: flags.port ?? stored.port,
       ...(flags.backupsKeep !== undefined ? { backupsKeep: flags.backupsKeep } : {}),

@@ -1,6 +1,7 @@
 /** Deployments and their logs in the platform database. */
 import type pg from 'pg';
 import type { Deployment, DeploymentState, EnvironmentName } from '../../../shared/api/schemas.js';
+import type { SecretBox } from '../secrets.js';
 
 export interface DeploymentRow {
   id: string;
@@ -22,7 +23,11 @@ const SELECT = `SELECT d.*, a.slug AS app_slug, e.name AS environment
 export const FINAL_STATES: readonly DeploymentState[] = ['succeeded', 'failed'];
 
 export class DeploymentStore {
-  constructor(private readonly db: pg.Pool) {}
+  /** `secrets` seals the environment's SECRET_KEY, as the Store seals its other secrets. */
+  constructor(
+    private readonly db: pg.Pool,
+    private readonly secrets: SecretBox,
+  ) {}
 
   /** Undefined when another deployment of this environment is still in progress. */
   async insert(environmentId: string, kind: DeploymentRow['kind'], commit: string | null, image: string | null = null): Promise<DeploymentRow | undefined> {
@@ -111,9 +116,9 @@ export class DeploymentStore {
   async ensureSecretKey(environmentId: string, candidate: string): Promise<string> {
     const { rows } = await this.db.query<{ secret_key: string }>(
       `UPDATE environments SET secret_key = COALESCE(secret_key, $2) WHERE id = $1 RETURNING secret_key`,
-      [environmentId, candidate],
+      [environmentId, this.secrets.seal(candidate, 'environments.secret_key')],
     );
-    return rows[0]!.secret_key;
+    return this.secrets.open(rows[0]!.secret_key, 'environments.secret_key');
   }
 }
 
