@@ -2,9 +2,13 @@
  * The platform's embedded S3 store (runs as the `NAME-media` Swarm service): s3rver behind a gate
  * that verifies AWS Signature V4 for real and confines each environment's key pair to its own bucket.
  *
- * The gate also answers listings itself (listing.ts) and replaces s3rver's write paths
- * (s3rver-store.ts): s3rver's own lose keys, leave half-written objects visible and let a key
- * escape its bucket. Listings no longer use s3rver's DES continuation tokens, so
+ * The gate also answers listings (listing.ts) and DeleteObjects (delete-objects.ts) itself and
+ * replaces s3rver's write paths (s3rver-store.ts): s3rver's own lose keys, leave half-written
+ * objects visible and let a key escape its bucket. Every key, whether in the path, a
+ * DeleteObjects body or `x-amz-copy-source`, is checked (object-keys.ts) and confined to the
+ * credential's bucket here, before s3rver sees the request; bodies are held to the Content-MD5
+ * and x-amz-content-sha256 they promise (body-digests.ts). Browser form uploads (POST Object) are
+ * refused outright: see the README's security model. Listings no longer use s3rver's DES continuation tokens, so
  * `--openssl-legacy-provider` is no longer needed (it does no harm).
  *
  * Environment: DIVIO_PLATFORM_CONFIG (runtime config: the admin key pair and `media.keysFile`),
@@ -17,6 +21,7 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { basename, dirname } from 'node:path';
+import { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { ALGORITHM_IDENTIFIER, SignatureV4, getCanonicalHeaders, getSigningKey } from '@smithy/signature-v4';
 import type { HttpRequest } from '@smithy/types';
@@ -24,14 +29,10 @@ import { z } from 'zod';
 import { readRuntimeConfig } from '../runtime-config.js';
 import { isListObjects, listBucket, ListingArgumentError, parseListingRequest, renderListing } from './listing.js';
 import { NodeSha256 } from '../../shared/node-sha256.js';
-import {
-  abortUpload,
-  hardenFilesystemStore,
-  objectKeyProblem,
-  uploadKey,
-  uploadParameterProblem,
-  type FilesystemStore,
-} from './s3rver-store.js';
+import { abortUpload, hardenFilesystemStore, uploadKey, uploadParameterProblem, type FilesystemStore } from './s3rver-store.js';
+import { DigestError, expectedDigests, promiseDigests, readCheckedBody, type ExpectedDigests } from './body-digests.js';
+import { DeleteRequestError, MAX_DELETE_BODY_BYTES, parseDeleteRequest, renderDeleteResult } from './delete-objects.js';
+import { copySourceForS3rver, isStorableBucketName, objectKeyProblem, parseCopySource, tenantKeyProblem } from './object-keys.js';
 
 /**
  * The per-environment key pairs the platform API writes and this server reloads. A pair with
@@ -78,6 +79,8 @@ const MAX_CLOCK_SKEW_MS = 15 * 60 * 1000;
 const MAX_PRESIGNED_EXPIRY_SECONDS = 7 * 24 * 60 * 60;
 const KEYS_FILE_POLL_MS = 1000;
 const AUTHORISED_PATH = 'divioAuthorisedPath';
+/** The XML documents s3rver parses itself (CompleteMultipartUpload, tagging, CORS…) are read whole. */
+const MAX_DOCUMENT_BODY_BYTES = 4 * 1024 * 1024;
 
 export async function startMediaServer(options: MediaServerOptions): Promise<MediaServer> {
   const s3rver = loadS3rver();
@@ -99,7 +102,7 @@ export async function startMediaServer(options: MediaServerOptions): Promise<Med
   app.on('error', (error) => {
     if ((error.status ?? 500) >= 500 && !refusals.has(error)) log(`media store error: ${error.message}`);
   });
-  hardenFilesystemStore(app.store, (code, message) => s3Error(s3rver, code, message), s3rver.allowedMetadata);
+  hardenFilesystemStore(app.store, (code, message, status) => s3Error(s3rver, code, message, status), s3rver.allowedMetadata);
   app.middleware.unshift(gate(keys, s3rver, log, refusals, app.store));
   insertBeforeRouter(app, pathGuard(s3rver));
 
@@ -167,10 +170,20 @@ function loadS3rver(): S3rverModules {
   // The built-in S3RVER/S3RVER pair would open the store to anyone who has read s3rver's README.
   accounts.DUMMY_ACCOUNT.revokeAccessKey('S3RVER');
   const bucketMethods = (require('s3rver/lib/controllers/bucket') as { METHODS: string[] }).METHODS;
-  const objectMethods = (require('s3rver/lib/controllers/object') as { METHODS: string[] }).METHODS;
+  const objectController = require('s3rver/lib/controllers/object') as { METHODS: string[] } & Record<string, unknown>;
+  const objectMethods = objectController.METHODS;
+  const S3Error = require('s3rver/lib/models/error') as S3rverModules['S3Error'];
+  // Both took object keys from the request body unchecked. The gate answers DeleteObjects and
+  // refuses form uploads before the router runs; should a request still get here, it is refused.
+  objectController.deleteMultipleObjects = () => {
+    throw Object.assign(new S3Error('AccessDenied', 'Access Denied'), { status: 403 });
+  };
+  objectController.postObject = () => {
+    throw Object.assign(new S3Error('AccessDenied', FORM_UPLOADS_REFUSED), { status: 403 });
+  };
   s3rverModules = {
     S3rver: require('s3rver') as S3rverModules['S3rver'],
-    S3Error: require('s3rver/lib/models/error') as S3rverModules['S3Error'],
+    S3Error,
     allowedMetadata: (require('s3rver/lib/models/object') as { ALLOWED_METADATA: string[] }).ALLOWED_METADATA,
     accounts,
     platformAccount: new accounts(123456789000, 'divio'),
@@ -378,9 +391,12 @@ function gate(
       const target = parseTarget(ctx.path, s3rver);
       const principal = await authenticate(ctx, keys, verifier, s3rver);
       authorise(principal, target, ctx, s3rver);
+      refuseFormUploads(target, ctx, s3rver);
+      confineCopySource(principal, ctx, s3rver);
       refuseChunkedUploads(ctx, s3rver);
-      refuseUnstorableKeys(target, s3rver);
+      refuseUnstorableKeys(target, principal, s3rver);
       await checkUpload(target, ctx, s3rver, store);
+      const digests = promisedDigests(ctx, s3rver);
       if (isAbortMultipartUpload(target, ctx)) {
         await abortUpload(store, target.bucket ?? '', String(ctx.query.uploadId));
         ctx.status = 204;
@@ -390,6 +406,11 @@ function gate(
         await respondWithListing(ctx, store, target.bucket, s3rver);
         return undefined;
       }
+      if (target.bucket !== undefined && isDeleteObjects(target, ctx, s3rver)) {
+        await respondToDeleteObjects(ctx, store, target.bucket, principal, digests, s3rver);
+        return undefined;
+      }
+      await holdBodyToDigests(target, ctx, digests, s3rver);
     } catch (error) {
       const code = (error as { code?: unknown }).code;
       log(`refused ${ctx.method} ${ctx.path}: ${typeof code === 'string' ? code : 'error'}`);
@@ -420,14 +441,16 @@ function parseTarget(path: string, s3rver: S3rverModules): Target {
     throw s3Error(s3rver, 'InvalidURI', "Couldn't parse the specified URI.");
   }
   // s3rver joins the name into a path: `..` or an encoded slash would leave the store's directory.
-  if (!/^[A-Za-z0-9._-]+$/.test(bucket) || bucket === '.' || bucket === '..') {
+  if (!isStorableBucketName(bucket)) {
     throw s3Error(s3rver, 'InvalidBucketName', 'The specified bucket is not valid.');
   }
   return { bucket, key: match[2] ?? '' };
 }
 
-function s3Error(s3rver: S3rverModules, code: string, message: string): Error {
-  return new s3rver.S3Error(code, message);
+/** `status` for codes s3rver's table lacks (it would answer them with 500). */
+function s3Error(s3rver: S3rverModules, code: string, message: string, status?: number): Error {
+  const error = new s3rver.S3Error(code, message);
+  return status === undefined ? error : Object.assign(error, { status, expose: status < 500 });
 }
 
 // --- authentication
@@ -726,7 +749,6 @@ function authorise(principal: Principal, target: Target, ctx: KoaContext, s3rver
       if (target.bucket !== principal.bucket) throw denied();
       if (principal.readOnly && ctx.method !== 'GET' && ctx.method !== 'HEAD') throw denied();
       if (isBucketCreateOrDelete(target, ctx, s3rver)) throw denied();
-      if (copySources(ctx).some((source) => copySourceBucket(source) !== principal.bucket)) throw denied();
       return;
   }
 }
@@ -744,29 +766,46 @@ function isBucketCreateOrDelete(target: Target, ctx: KoaContext, s3rver: S3rverM
   return !Object.keys(ctx.query).some((name) => s3rver.bucketSubresources.has(name));
 }
 
-/** s3rver takes x-amz-* query parameters over headers, so a copy source may come from either. */
-function copySources(ctx: KoaContext): string[] {
-  const sources: string[] = [];
-  const header = ctx.req.headers['x-amz-copy-source'];
-  if (header !== undefined) sources.push(...[header].flat());
-  for (const [name, value] of Object.entries(ctx.query)) {
-    if (name.toLowerCase() === 'x-amz-copy-source' && value !== undefined) sources.push(...[value].flat());
-  }
-  return sources;
+const FORM_UPLOADS_REFUSED =
+  'Browser form uploads (POST to a bucket) are not accepted by this store: upload with PUT (from a browser, with a presigned PUT URL)';
+
+/**
+ * POST Object takes its key from a form field and its authority from a policy document; this
+ * store accepts neither, so no body can name where an object goes.
+ */
+function refuseFormUploads(target: Target, ctx: KoaContext, s3rver: S3rverModules): void {
+  if (ctx.method !== 'POST' || target.bucket === undefined || target.key !== '') return;
+  if (Object.keys(ctx.query).some((name) => s3rver.bucketSubresources.has(name))) return;
+  throw s3Error(s3rver, 'AccessDenied', FORM_UPLOADS_REFUSED, 403);
 }
 
-/** Parsed the way s3rver's putObjectCopy parses it, so both agree on the source bucket. */
-function copySourceBucket(source: string): string | undefined {
-  try {
-    const path = decodeURI(source);
-    return (path.startsWith('/') ? path.slice(1) : path).split('/')[0];
-  } catch {
-    return undefined;
+/**
+ * The copy source is parsed the way S3 does (decoded once), confined to the credential's bucket,
+ * its key checked like any other, and then rewritten so that s3rver's own parsing (decodeURI,
+ * split at the first slash) reads back exactly the bucket and key that were checked.
+ */
+function confineCopySource(principal: Principal, ctx: KoaContext, s3rver: S3rverModules): void {
+  // s3rver takes x-amz-* query parameters over headers; a copy source is only accepted as a header.
+  if (Object.keys(ctx.query).some((name) => name.toLowerCase() === 'x-amz-copy-source')) {
+    throw s3Error(s3rver, 'InvalidArgument', 'x-amz-copy-source must be sent as a header, not in the query string', 400);
   }
+  const header = ctx.req.headers['x-amz-copy-source'];
+  if (header === undefined) return;
+  const source = parseCopySource(Array.isArray(header) ? header.join(',') : header);
+  if ('problem' in source) throw s3Error(s3rver, 'InvalidArgument', source.problem, 400);
+  if (principal.kind === 'environment' && source.bucket !== principal.bucket) throw s3Error(s3rver, 'AccessDenied', 'Access Denied', 403);
+  if (!isStorableBucketName(source.bucket)) throw s3Error(s3rver, 'InvalidArgument', 'x-amz-copy-source names an invalid bucket', 400);
+  const problem = keyProblemFor(principal)(source.key);
+  if (problem) throw s3Error(s3rver, 'InvalidArgument', `Copy source key not supported by this store: ${problem}`, 400);
+  ctx.req.headers['x-amz-copy-source'] = copySourceForS3rver(source.bucket, source.key);
+}
+
+function keyProblemFor(principal: Principal): (key: string) => string | undefined {
+  return principal.kind === 'admin' ? objectKeyProblem : tenantKeyProblem;
 }
 
 /** s3rver maps keys to file paths: keys that would not map back to themselves never reach it. */
-function refuseUnstorableKeys(target: Target, s3rver: S3rverModules): void {
+function refuseUnstorableKeys(target: Target, principal: Principal, s3rver: S3rverModules): void {
   if (target.key === '') return;
   let key: string;
   try {
@@ -774,7 +813,7 @@ function refuseUnstorableKeys(target: Target, s3rver: S3rverModules): void {
   } catch {
     throw s3Error(s3rver, 'InvalidURI', "Couldn't parse the specified URI.");
   }
-  const problem = objectKeyProblem(key);
+  const problem = keyProblemFor(principal)(key);
   if (problem) {
     throw s3Error(s3rver, Buffer.byteLength(key) > 1024 ? 'KeyTooLongError' : 'InvalidArgument', `Object key not supported by this store: ${problem}`);
   }
@@ -793,12 +832,7 @@ async function checkUpload(target: Target, ctx: KoaContext, s3rver: S3rverModule
 
 /** s3rver's own listing loses keys and needs DES (see listing.ts): the gate answers listings itself. */
 async function respondWithListing(ctx: KoaContext, store: FilesystemStore, bucket: string, s3rver: S3rverModules): Promise<void> {
-  const bucketPath = store.getBucketPath(bucket);
-  const isBucket = await stat(bucketPath).then(
-    (info) => info.isDirectory(),
-    () => false,
-  );
-  if (!isBucket) throw s3Error(s3rver, 'NoSuchBucket', 'The specified bucket does not exist');
+  const bucketPath = await existingBucketPath(store, bucket, s3rver);
   let request;
   try {
     request = parseListingRequest(ctx.query);
@@ -809,6 +843,86 @@ async function respondWithListing(ctx: KoaContext, store: FilesystemStore, bucke
   const listing = await listBucket(bucketPath, request);
   ctx.type = 'application/xml';
   ctx.body = renderListing(bucket, request, listing);
+}
+
+async function existingBucketPath(store: FilesystemStore, bucket: string, s3rver: S3rverModules): Promise<string> {
+  const bucketPath = store.getBucketPath(bucket);
+  const isBucket = await stat(bucketPath).then(
+    (info) => info.isDirectory(),
+    () => false,
+  );
+  if (!isBucket) throw s3Error(s3rver, 'NoSuchBucket', 'The specified bucket does not exist');
+  return bucketPath;
+}
+
+/** Routed by s3rver to its DeleteObjects handler: POST on the bucket with `delete` as its one subresource. */
+function isDeleteObjects(target: Target, ctx: KoaContext, s3rver: S3rverModules): boolean {
+  if (ctx.method !== 'POST' || target.key !== '') return false;
+  const subresources = Object.keys(ctx.query).filter((name) => s3rver.bucketSubresources.has(name));
+  return subresources.length === 1 && subresources[0] === 'delete';
+}
+
+/** Every key is checked before any is deleted; deletes run one by one (s3rver's directory clean-up races with itself). */
+async function respondToDeleteObjects(
+  ctx: KoaContext,
+  store: FilesystemStore,
+  bucket: string,
+  principal: Principal,
+  digests: ExpectedDigests,
+  s3rver: S3rverModules,
+): Promise<void> {
+  await existingBucketPath(store, bucket, s3rver);
+  let keys: string[];
+  let quiet: boolean;
+  try {
+    const body = await readCheckedBody(ctx.req, digests, MAX_DELETE_BODY_BYTES);
+    ({ keys, quiet } = parseDeleteRequest(body.toString('utf8'), keyProblemFor(principal)));
+  } catch (error) {
+    if (error instanceof DigestError) throw s3Error(s3rver, error.refusal.code, error.refusal.message, error.refusal.status);
+    if (error instanceof DeleteRequestError) throw s3Error(s3rver, error.code, error.message, error.code === 'NotImplemented' ? 501 : 400);
+    throw error;
+  }
+  const deleted: string[] = [];
+  for (const key of new Set(keys)) {
+    if (await store.existsObject(bucket, key)) await store.deleteObject(bucket, key);
+    deleted.push(key);
+  }
+  ctx.type = 'application/xml';
+  ctx.body = renderDeleteResult(deleted, quiet);
+}
+
+function promisedDigests(ctx: KoaContext, s3rver: S3rverModules): ExpectedDigests {
+  const queryName = Object.keys(ctx.query).find((name) => name.toLowerCase() === 'x-amz-content-sha256');
+  const queryValue = queryName === undefined ? undefined : ctx.query[queryName];
+  try {
+    return expectedDigests(ctx.req.headers, typeof queryValue === 'string' ? queryValue : undefined);
+  } catch (error) {
+    if (error instanceof DigestError) throw s3Error(s3rver, error.refusal.code, error.refusal.message, error.refusal.status);
+    throw error;
+  }
+}
+
+/**
+ * Object and part bodies stream into the store, which checks them before they become visible
+ * (s3rver-store.ts). Every other body s3rver reads is a small XML document: read and checked here,
+ * then handed on as the same bytes.
+ */
+async function holdBodyToDigests(target: Target, ctx: KoaContext, digests: ExpectedDigests, s3rver: S3rverModules): Promise<void> {
+  if (ctx.method !== 'PUT' && ctx.method !== 'POST') return;
+  const isPartUpload = typeof ctx.query.uploadId === 'string' && 'partNumber' in ctx.query;
+  const hasObjectSubresource = Object.keys(ctx.query).some((name) => s3rver.objectSubresources.has(name));
+  if (ctx.method === 'PUT' && target.key !== '' && (isPartUpload || !hasObjectSubresource)) {
+    promiseDigests(ctx.req, digests);
+    return;
+  }
+  let body: Buffer;
+  try {
+    body = await readCheckedBody(ctx.req, digests, MAX_DOCUMENT_BODY_BYTES);
+  } catch (error) {
+    if (error instanceof DigestError) throw s3Error(s3rver, error.refusal.code, error.refusal.message, error.refusal.status);
+    throw error;
+  }
+  ctx.req = Object.assign(Readable.from([body]), { headers: ctx.req.headers }) as unknown as IncomingMessage;
 }
 
 /** s3rver does not implement AbortMultipartUpload; the gate does, after the checks above. */

@@ -14,7 +14,11 @@
  * - Keys and upload ids were joined into filesystem paths unchecked: a key such as `../other/x`
  *   wrote into another bucket (around the gate's per-bucket confinement), `a//b` and `x/./y` were
  *   stored under a different key, and an uploadId or partNumber with `..` wrote anywhere.
- *   `objectKeyProblem` and `uploadParameterProblem` say which requests the gate must refuse.
+ *   `objectKeyProblem` (object-keys.ts) and `uploadParameterProblem` say which requests the gate
+ *   must refuse; the store itself refuses to name a file for any key or bucket they would refuse.
+ * - Nothing checked a body against its Content-MD5 or x-amz-content-sha256: a corrupted upload
+ *   replaced the object. Both are now checked before the object or part is renamed into place
+ *   (and before its metadata is written), so a mismatch leaves the previous object as it was.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
@@ -22,6 +26,8 @@ import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { bodyHasher, digestMismatch, promisedDigestsOf } from './body-digests.js';
+import { isStorableBucketName, objectKeyProblem } from './object-keys.js';
 
 /** s3rver's FilesystemStore, as far as this module uses it. */
 export interface FilesystemStore {
@@ -30,6 +36,8 @@ export interface FilesystemStore {
   putObject(object: StoredObject): Promise<{ size: number; md5: string }>;
   putPart(bucket: string, uploadId: string, partNumber: string | number, content: Readable): Promise<{ size: number; md5: string }>;
   putObjectMultipart(bucket: string, uploadId: string, parts: { number: number; etag: string }[]): Promise<{ size: number; md5: string }>;
+  existsObject(bucket: string, key: string): Promise<boolean>;
+  deleteObject(bucket: string, key: string): Promise<void>;
 }
 
 interface StoredObject {
@@ -39,38 +47,14 @@ interface StoredObject {
   metadata: Record<string, unknown>;
 }
 
-type S3ErrorFactory = (code: string, message: string) => Error;
+type S3ErrorFactory = (code: string, message: string, status?: number) => Error;
 
 /** S3's smallest part, except the last one. */
 const MIN_PART_SIZE = 5 * 1024 * 1024;
 const MAX_PART_NUMBER = 10_000;
-const MAX_KEY_BYTES = 1024;
-/** s3rver names an object's files SEGMENT + the longest of these suffixes; a file name has 255 bytes. */
-const LONGEST_STORE_SUFFIX = '._S3rver_metadata.json';
-const MAX_SEGMENT_BYTES = 255 - Buffer.byteLength(LONGEST_STORE_SUFFIX);
-const STORE_MARKER = '._S3rver_';
 /** Written next to the final file; never ends in `._S3rver_object`, so listings never show it. */
 const TEMPORARY_PREFIX = '.divio-tmp-';
 const COPY_CHUNK = 1024 * 1024;
-
-/**
- * Why s3rver cannot store `key` faithfully and safely, or undefined when it can. A trailing `/`
- * (a directory marker) is fine; every other empty segment, `.` and `..` would be folded away by
- * path.join, so the object would land under another key, or outside its bucket.
- */
-export function objectKeyProblem(key: string): string | undefined {
-  if (Buffer.byteLength(key) > MAX_KEY_BYTES) return `the key is longer than ${MAX_KEY_BYTES} bytes`;
-  if (key.includes('\0')) return 'the key contains a NUL character';
-  const segments = key.split('/');
-  if (segments.at(-1) === '') segments.pop();
-  for (const segment of segments) {
-    if (segment === '') return 'the key has an empty path segment (a leading or doubled /)';
-    if (segment === '.' || segment === '..') return 'the key has a "." or ".." path segment';
-    if (Buffer.byteLength(segment) > MAX_SEGMENT_BYTES) return `a path segment of the key is longer than ${MAX_SEGMENT_BYTES} bytes`;
-    if (segment.includes(STORE_MARKER)) return `the key contains "${STORE_MARKER}", which this store reserves`;
-  }
-  return undefined;
-}
 
 /** Upload ids are the 32 hex digits s3rver hands out; part numbers 1 to 10,000, as on S3. */
 export function uploadParameterProblem(query: Record<string, string | string[] | undefined>): { code: string; message: string } | undefined {
@@ -106,12 +90,13 @@ export async function abortUpload(store: FilesystemStore, bucket: string, upload
 
 /** Replaces the store's write paths with the safe ones described above. */
 export function hardenFilesystemStore(store: FilesystemStore, s3Error: S3ErrorFactory, allowedMetadata: readonly string[]): void {
+  confinePaths(store, s3Error);
   const writeMetadata = (object: Omit<StoredObject, 'content'>, md5: string) => writeObjectMetadata(store, object, md5, allowedMetadata);
   store.putObject = async (object) => {
     const objectPath = store.getResourcePath(object.bucket, object.key, 'object');
     await mkdir(dirname(objectPath), { recursive: true });
     return writeThenRename(objectPath, async (temporary) => {
-      const written = await writeHashed(object.content, temporary);
+      const written = await writeChecked(object.content, temporary, s3Error);
       await writeMetadata(object, written.md5);
       return written;
     });
@@ -121,7 +106,7 @@ export function hardenFilesystemStore(store: FilesystemStore, s3Error: S3ErrorFa
     const partPath = join(uploadDirectory(store, bucket, uploadId), String(partNumber));
     await mkdir(dirname(partPath), { recursive: true });
     return writeThenRename(partPath, async (temporary) => {
-      const written = await writeHashed(content, temporary);
+      const written = await writeChecked(content, temporary, s3Error);
       await writeFileAtomic(`${partPath}.md5`, written.md5);
       return written;
     });
@@ -151,6 +136,30 @@ export function hardenFilesystemStore(store: FilesystemStore, s3Error: S3ErrorFa
     });
     await rm(directory, { recursive: true, force: true });
     return result;
+  };
+}
+
+/**
+ * The last line of defence behind the gate's checks: s3rver names every file through these two,
+ * so no route (or future s3rver path) can reach a file outside its bucket's directory.
+ */
+function confinePaths(store: FilesystemStore, s3Error: S3ErrorFactory): void {
+  const bucketPath = store.getBucketPath.bind(store);
+  const resourcePath = store.getResourcePath.bind(store);
+  const checkBucket = (bucket: string) => {
+    if (typeof bucket !== 'string' || !isStorableBucketName(bucket)) throw s3Error('InvalidBucketName', 'The specified bucket is not valid.');
+  };
+  store.getBucketPath = (bucket) => {
+    checkBucket(bucket);
+    return bucketPath(bucket);
+  };
+  store.getResourcePath = (bucket, key, resource) => {
+    checkBucket(bucket);
+    if (key !== undefined && key !== '') {
+      const problem = typeof key === 'string' ? objectKeyProblem(key) : 'the key is not a string';
+      if (problem) throw s3Error('InvalidArgument', `Object key not supported by this store: ${problem}`);
+    }
+    return resourcePath(bucket, key, resource);
   };
 }
 
@@ -199,23 +208,31 @@ async function writeThenRename<T>(target: string, write: (temporary: string) => 
   }
 }
 
-/** A request that ends early (client gone, connection reset) rejects here instead of hanging. */
-async function writeHashed(content: Readable | Buffer, path: string): Promise<{ size: number; md5: string }> {
-  const md5 = createHash('md5');
+/**
+ * Writes the body to `path` and holds it to the digests its request promised (body-digests.ts);
+ * the caller renames it into place only if this resolves. A request that ends early (client gone,
+ * connection reset) rejects here instead of hanging.
+ */
+async function writeChecked(content: Readable | Buffer, path: string, s3Error: S3ErrorFactory): Promise<{ size: number; md5: string }> {
+  const expected = Buffer.isBuffer(content) ? {} : promisedDigestsOf(content);
+  const hasher = bodyHasher(expected);
   let size = 0;
   const source = Buffer.isBuffer(content) ? Readable.from([content]) : content;
   await pipeline(
     source,
     new Transform({
       transform(chunk: Buffer, _encoding, callback) {
-        md5.update(chunk);
+        hasher.update(chunk);
         size += chunk.length;
         callback(null, chunk);
       },
     }),
     createWriteStream(path, { flags: 'wx' }),
   );
-  return { size, md5: md5.digest('hex') };
+  const digests = hasher.digests();
+  const refusal = digestMismatch(expected, digests);
+  if (refusal) throw s3Error(refusal.code, refusal.message, refusal.status);
+  return { size, md5: digests.md5 };
 }
 
 async function concatenate(sources: string[], path: string): Promise<void> {
