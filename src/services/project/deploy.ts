@@ -2,6 +2,7 @@
  * `project deploy`: ask the platform to deploy, then follow the deployment's log until it ends.
  * The outcome is the deployment's final state; its log lines are printed as they arrive.
  */
+import { neutraliseControls } from '../../core/terminal-text.js';
 import { ApiClient } from '../../core/api-client.js';
 import { DivioError, ExitCode } from '../../core/errors.js';
 import * as routes from '../../shared/api/routes.js';
@@ -42,13 +43,13 @@ export async function followLog(client: ApiClient, slug: string, id: string, onL
     pending += decoder.decode(chunk, { stream: true });
     const lines = pending.split('\n');
     pending = lines.pop() ?? '';
-    for (const line of lines) onLog(line);
+    for (const line of lines) onLog(neutraliseControls(line));
   }
-  if (pending) onLog(pending);
+  if (pending) onLog(neutraliseControls(pending));
 }
 
 export function deploymentFailed(deployment: Deployment): DivioError {
-  return new DivioError(`Deployment ${deployment.id} of ${deployment.app} to ${deployment.environment} failed: ${deployment.reason ?? 'no reason recorded'}`, {
+  return new DivioError(`Deployment ${deployment.id} of ${deployment.app} to ${deployment.environment} failed: ${neutraliseControls(deployment.reason ?? 'no reason recorded')}`, {
     exitCode: ExitCode.failure,
     hint: `The previous release keeps serving. The whole log: divio project deploy-log ${deployment.id} --app ${deployment.app}`,
   });
