@@ -13,13 +13,18 @@ export default class Login extends BaseCommand {
   static override flags = {
     token: Flags.string({ description: 'API token (default: DIVIO_TOKEN, or ask on a terminal)', helpValue: 'TOKEN' }),
     endpoint: Flags.string({ description: 'platform URL (default: DIVIO_ENDPOINT or the current one)', helpValue: 'URL' }),
+    'expires-in': Flags.string({
+      description: 'store a new token of the same scope that expires after this long (e.g. 12h, 30d), issued with the one given',
+      helpValue: 'DURATION',
+    }),
   };
 
   async run(): Promise<LoginResult> {
     const { flags } = await this.parse(Login);
     const token = flags.token ?? process.env.DIVIO_TOKEN ?? (await this.askToken());
-    const result = await this.io.task('Checking the token', () => login({ endpoint: flags.endpoint, token }));
-    this.log(`Logged in to ${result.endpoint} as ${result.user}${result.operator ? ' (operator)' : ''}`);
+    const result = await this.io.task('Checking the token', () => login({ endpoint: flags.endpoint, token, expiresIn: flags['expires-in'] }));
+    const expiry = result.expiresAt ? `; this login expires ${result.expiresAt}` : '';
+    this.log(`Logged in to ${result.endpoint} as ${result.user}${result.operator ? ' (operator)' : ''}${expiry}`);
     return result;
   }
 

@@ -10,7 +10,8 @@ export default class Whoami extends BaseCommand {
     const result = await whoami();
     const role = result.user.operator ? ', operator' : '';
     const from = result.source === 'environment' ? ' (token from DIVIO_TOKEN)' : '';
-    this.log(`${result.user.name} on ${result.endpoint} (${result.token.scope} token${role})${from}`);
+    const expiry = result.token.expiresAt ? `, expires ${result.token.expiresAt}` : '';
+    this.log(`${result.user.name} on ${result.endpoint} (${result.token.scope} token${role}${expiry})${from}`);
     return result;
   }
 }

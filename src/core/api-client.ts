@@ -222,7 +222,8 @@ function errorFrom(status: number, text: string, endpoint: string): ApiRequestEr
   const code = body.success ? body.data.error.code : 'http_error';
   let hint = body.success ? body.data.error.hint : undefined;
   if (gateway) hint = 'Try again in a moment; `divio platform status` on its host shows whether the API runs.';
-  if (status === 401) hint = `Log in again: \`divio login --endpoint ${endpoint}\` (or set DIVIO_TOKEN).`;
+  // A disabled account cannot log in again: its own hint (ask the operator) says what to do.
+  if (status === 401 && code !== 'account_disabled') hint = `Log in again: \`divio login --endpoint ${endpoint}\` (or set DIVIO_TOKEN).`;
   if (status === 403) hint ??= 'Ask the platform operator for a token that allows this.';
   return new ApiRequestError(message, status, code, body.success ? body.data.error.field : undefined, hint);
 }

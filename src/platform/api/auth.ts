@@ -38,8 +38,27 @@ export async function authenticate(store: Store, header: string | undefined): Pr
   // Compare even when the id is unknown, so a miss costs the same as a wrong secret.
   const matches = secretMatches(parsed.secret, found?.token.secret_hash ?? '0'.repeat(64));
   if (!found || !matches || found.token.revoked_at) throw unauthorized('The API token is unknown or revoked');
+  // Checked on every request (no cache), so a disable or an expiry holds from the very next one.
+  if (found.user.disabled_at) throw accountDisabled(found.user.name);
+  if (found.token.expires_at && found.token.expires_at.getTime() <= Date.now()) throw tokenExpired(found.token.expires_at);
   void store.touchToken(found.token.id).catch(() => undefined);
   return found;
+}
+
+function accountDisabled(name: string): ApiError {
+  return new ApiError(401, 'account_disabled', `The account "${name}" is disabled on this platform`, {
+    hint: `Ask the platform operator to enable it again (\`divio platform users enable ${name}\`); nothing of yours was removed.`,
+  });
+}
+
+function tokenExpired(at: Date): ApiError {
+  return new ApiError(
+    401,
+    'token_expired',
+    `This API token expired at ${at.toISOString()}: log in again with a new one (\`divio login --token TOKEN\`; ` +
+      'another token of yours can issue one with POST /v1/tokens, or the operator with `divio platform users issue-token NAME`)',
+    { hint: 'Get a new token, then run `divio login --token TOKEN`.' },
+  );
 }
 
 export function authorise(principal: Principal, access: Access): void {

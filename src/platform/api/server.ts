@@ -11,15 +11,16 @@ import type { Context } from 'hono';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import * as routes from '../../shared/api/routes.js';
 import { accessOf } from '../../shared/api/routes.js';
-import type { ErrorEnvelope, Health, TokenInfo, User } from '../../shared/api/schemas.js';
+import type { ErrorEnvelope, Health } from '../../shared/api/schemas.js';
 import { generateToken } from '../../shared/api/tokens.js';
+import { Accounts, renderToken, renderUser } from './accounts.js';
 import type { RuntimeConfig } from '../runtime-config.js';
 import { AppsService } from './apps-service.js';
 import { authenticate, hasScope, principalOf, requireAccess, type ApiEnv } from './auth.js';
 import { ApiError, conflict, notFound } from './errors.js';
 import { gitAccessFor, parseGitPath, serveGit } from './git/http-backend.js';
 import type { DatabaseCluster, GitHosting, MediaStorage } from './parts.js';
-import type { Store, TokenRow, UserRow } from './store.js';
+import type { Store } from './store.js';
 import type { DeployService } from './deploy/deploy-service.js';
 import { FINAL_STATES, renderDeployment, type DeploymentStore } from './deploy/deployment-store.js';
 import { createDeploymentBody } from '../../shared/api/schemas.js';
@@ -52,6 +53,7 @@ function isDatabaseImport(method: string, path: string): boolean {
 export function buildServer(deps: ServerDeps): { app: OpenAPIHono<ApiEnv>; apps: AppsService } {
   const { store } = deps;
   const apps = new AppsService(deps);
+  const accounts = new Accounts(store);
   const app = new OpenAPIHono<ApiEnv>({ defaultHook: validationFailed });
 
   app.onError((error, c) => errorResponse(c, error, deps.log));
@@ -87,11 +89,7 @@ export function buildServer(deps: ServerDeps): { app: OpenAPIHono<ApiEnv>; apps:
   });
 
   app.openapi(on(routes.createToken), async (c) => {
-    const { user } = principalOf(c);
-    const { scope = 'write' } = c.req.valid('json');
-    const issued = generateToken();
-    const row = await store.insertToken(store.db, { id: issued.id, userId: user.id, hash: issued.hash, scope });
-    return c.json({ token: issued.token, info: renderToken(row) }, 201);
+    return c.json(await accounts.issue(principalOf(c).user, c.req.valid('json')), 201);
   });
 
   app.openapi(on(routes.revokeToken), async (c) => {
@@ -102,7 +100,7 @@ export function buildServer(deps: ServerDeps): { app: OpenAPIHono<ApiEnv>; apps:
   });
 
   app.openapi(on(routes.listUsers), async (c) => {
-    return c.json({ users: (await store.listUsers()).map(renderUser) }, 200);
+    return c.json({ users: await accounts.list() }, 200);
   });
 
   app.openapi(on(routes.createUser), async (c) => {
@@ -111,6 +109,22 @@ export function buildServer(deps: ServerDeps): { app: OpenAPIHono<ApiEnv>; apps:
     const created = await store.createUserWithToken(name, operator, { id: issued.id, hash: issued.hash, scope: 'write' });
     if (!created) throw conflict(`A user called "${name}" already exists`, 'body.name');
     return c.json({ user: renderUser(created.user), token: issued.token, info: renderToken(created.token) }, 201);
+  });
+
+  app.openapi(on(routes.disableUser), async (c) => {
+    return c.json(await accounts.disable(principalOf(c).user, c.req.valid('param').name), 200);
+  });
+
+  app.openapi(on(routes.enableUser), async (c) => {
+    return c.json(await accounts.enable(c.req.valid('param').name), 200);
+  });
+
+  app.openapi(on(routes.revokeUserTokens), async (c) => {
+    return c.json(await accounts.revokeTokens(principalOf(c).user, c.req.valid('param').name), 200);
+  });
+
+  app.openapi(on(routes.issueUserToken), async (c) => {
+    return c.json(await accounts.issueToken(c.req.valid('param').name, c.req.valid('json')), 201);
   });
 
   app.openapi(on(routes.listApps), async (c) => {
@@ -483,19 +497,6 @@ function gitChallenge(message: string): Response {
 
 function envelope(code: string, message: string, extra: { field?: string } = {}): ErrorEnvelope {
   return { error: { code, message, ...extra } };
-}
-
-function renderUser(user: UserRow): User {
-  return { name: user.name, operator: user.operator, createdAt: user.created_at.toISOString() };
-}
-
-function renderToken(token: TokenRow): TokenInfo {
-  return {
-    id: token.id,
-    scope: token.scope,
-    createdAt: token.created_at.toISOString(),
-    lastUsedAt: token.last_used_at ? token.last_used_at.toISOString() : null,
-  };
 }
 
 async function health(deps: ServerDeps): Promise<Health> {

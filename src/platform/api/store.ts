@@ -8,6 +8,12 @@ export interface UserRow {
   name: string;
   operator: boolean;
   created_at: Date;
+  disabled_at: Date | null;
+}
+
+export interface UserListRow extends UserRow {
+  live_tokens: number;
+  last_used_at: Date | null;
 }
 
 export interface TokenRow {
@@ -18,6 +24,7 @@ export interface TokenRow {
   created_at: Date;
   last_used_at: Date | null;
   revoked_at: Date | null;
+  expires_at: Date | null;
 }
 
 export interface AppRow {
@@ -98,12 +105,12 @@ export class Store {
 
   async insertToken(
     q: Queryable,
-    token: { id: string; userId: string; hash: string; scope: TokenScope; bootstrap?: boolean },
+    token: { id: string; userId: string; hash: string; scope: TokenScope; bootstrap?: boolean; expiresAt?: Date | null },
   ): Promise<TokenRow> {
     const { rows } = await q.query(
-      `INSERT INTO tokens (id, user_id, secret_hash, scope, bootstrap) VALUES ($1, $2, $3, $4, $5)
+      `INSERT INTO tokens (id, user_id, secret_hash, scope, bootstrap, expires_at) VALUES ($1, $2, $3, $4, $5, $6)
        RETURNING *`,
-      [token.id, token.userId, token.hash, token.scope, token.bootstrap ?? false],
+      [token.id, token.userId, token.hash, token.scope, token.bootstrap ?? false, token.expiresAt ?? null],
     );
     return rows[0];
   }
@@ -125,9 +132,36 @@ export class Store {
     return (result.rowCount ?? 0) > 0;
   }
 
-  async listUsers(): Promise<UserRow[]> {
-    const { rows } = await this.db.query('SELECT * FROM users ORDER BY name');
+  async listUsers(): Promise<UserListRow[]> {
+    const { rows } = await this.db.query(
+      `SELECT u.*,
+              count(t.id) FILTER (WHERE t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now()))::int AS live_tokens,
+              max(t.last_used_at) AS last_used_at
+         FROM users u LEFT JOIN tokens t ON t.user_id = u.id
+        GROUP BY u.id ORDER BY u.name`,
+    );
     return rows;
+  }
+
+  async userByName(name: string): Promise<UserRow | undefined> {
+    const { rows } = await this.db.query('SELECT * FROM users WHERE name = $1', [name]);
+    return rows[0];
+  }
+
+  /** Disables (keeping the first moment it was disabled) or enables; undefined when there is no such user. */
+  async setUserDisabled(name: string, disabled: boolean): Promise<UserRow | undefined> {
+    const { rows } = await this.db.query(
+      `UPDATE users SET disabled_at = CASE WHEN $2 THEN COALESCE(disabled_at, now()) ELSE NULL END
+        WHERE name = $1 RETURNING *`,
+      [name, disabled],
+    );
+    return rows[0];
+  }
+
+  /** Revokes every live token of the user; how many there were. */
+  async revokeAllTokens(userId: string): Promise<number> {
+    const result = await this.db.query('UPDATE tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL', [userId]);
+    return result.rowCount ?? 0;
   }
 
   /** Creates a user and its first token atomically; undefined when the name is taken. */
@@ -298,6 +332,7 @@ function reviveToken(raw: Record<string, unknown>): TokenRow {
     created_at: new Date(raw.created_at as string),
     last_used_at: raw.last_used_at ? new Date(raw.last_used_at as string) : null,
     revoked_at: raw.revoked_at ? new Date(raw.revoked_at as string) : null,
+    expires_at: raw.expires_at ? new Date(raw.expires_at as string) : null,
   };
 }
 
@@ -307,5 +342,6 @@ function reviveUser(raw: Record<string, unknown>): UserRow {
     name: raw.name as string,
     operator: raw.operator as boolean,
     created_at: new Date(raw.created_at as string),
+    disabled_at: raw.disabled_at ? new Date(raw.disabled_at as string) : null,
   };
 }

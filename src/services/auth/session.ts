@@ -1,6 +1,6 @@
 /** Logging in and out of a platform endpoint, and asking it who we are. */
 import * as routes from '../../shared/api/routes.js';
-import type { Me } from '../../shared/api/schemas.js';
+import type { Me, TokenInfo } from '../../shared/api/schemas.js';
 import { ApiClient, ApiRequestError } from '../../core/api-client.js';
 import {
   currentCredentials,
@@ -10,22 +10,32 @@ import {
   saveCredentials,
 } from '../../core/credentials.js';
 import { DivioError, ExitCode } from '../../core/errors.js';
+import { checkedLifetime } from './users.js';
 
 export interface LoginResult {
   endpoint: string;
   user: string;
   operator: boolean;
   scope: string;
+  /** When the stored token expires; null: never. */
+  expiresAt: string | null;
 }
 
-/** Verify the token against the API before storing it: a typo never becomes saved state. */
+/**
+ * Verify the token against the API before storing it: a typo never becomes saved state. With
+ * `expiresIn`, the token given is only used to issue one with that lifetime (same scope), and that
+ * one is stored: this machine's login then ends by itself; the given token is left as it was.
+ */
 export async function login(
-  options: { endpoint?: string; token: string },
+  options: { endpoint?: string; token: string; expiresIn?: string },
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<LoginResult> {
+  const expiresIn = options.expiresIn === undefined ? undefined : checkedLifetime(options.expiresIn);
   const endpoint = await chooseEndpoint(options.endpoint, env);
-  const me = await new ApiClient(endpoint, options.token).call(routes.getMe).catch((error: unknown) => {
-    if (error instanceof ApiRequestError && error.status === 401) {
+  const client = new ApiClient(endpoint, options.token);
+  const me = await client.call(routes.getMe).catch((error: unknown) => {
+    // A disabled account or an expired token: the platform's own message says which, and what to do.
+    if (error instanceof ApiRequestError && error.status === 401 && error.code === 'unauthorized') {
       throw new DivioError(`${endpoint} does not accept this token`, {
         exitCode: ExitCode.environment,
         hint: 'Check the token (the operator prints one with `divio platform users add NAME`).',
@@ -33,8 +43,23 @@ export async function login(
     }
     throw error;
   });
-  await saveCredentials(endpoint, options.token, me.user.name, env);
-  return { endpoint, user: me.user.name, operator: me.user.operator, scope: me.token.scope };
+  let token = options.token;
+  let info: TokenInfo = me.token;
+  if (expiresIn !== undefined) {
+    const issued = await client.call(routes.createToken, { body: { scope: me.token.scope, expiresIn } }).catch((error: unknown) => {
+      if (error instanceof ApiRequestError && error.status === 403) {
+        throw new DivioError('This token is read-only, so it cannot issue a token with a lifetime', {
+          exitCode: ExitCode.environment,
+          hint: 'Log in with a write token, or leave out --expires-in (the operator can issue one: `divio platform users issue-token NAME --expires-in 30d`).',
+        });
+      }
+      throw error;
+    });
+    token = issued.token;
+    info = issued.info;
+  }
+  await saveCredentials(endpoint, token, me.user.name, env);
+  return { endpoint, user: me.user.name, operator: me.user.operator, scope: info.scope, expiresAt: info.expiresAt };
 }
 
 async function chooseEndpoint(given: string | undefined, env: NodeJS.ProcessEnv): Promise<string> {

@@ -16,7 +16,7 @@ export type Access = 'public' | 'read' | 'write' | 'operator';
 const json = <T>(schema: T) => ({ 'application/json': { schema } });
 const errors = {
   400: { description: 'Invalid input; `error.field` names the field', content: json(s.errorEnvelope) },
-  401: { description: 'Missing, unknown or revoked token', content: json(s.errorEnvelope) },
+  401: { description: 'Missing, unknown, revoked or expired token, or a disabled account', content: json(s.errorEnvelope) },
   403: { description: 'The token lacks the scope or role this needs', content: json(s.errorEnvelope) },
   404: { description: 'No such resource visible to this token', content: json(s.errorEnvelope) },
   413: { description: 'Request body too large', content: json(s.errorEnvelope) },
@@ -102,6 +102,59 @@ export const createUser = define('operator', {
     401: errors[401],
     403: errors[403],
     409: { description: 'A user of that name exists', content: json(s.errorEnvelope) },
+    413: errors[413],
+  },
+});
+
+export const disableUser = define('operator', {
+  method: 'post',
+  path: '/v1/users/{name}/disable',
+  summary: "Disable a user (operator): every request with their tokens, git included, answers 401 until enabled; nothing of theirs is removed",
+  request: { params: s.userParams },
+  responses: {
+    200: { description: 'Disabled', content: json(s.user) },
+    400: errors[400],
+    401: errors[401],
+    403: errors[403],
+    404: errors[404],
+    409: { description: 'Operators cannot disable themselves', content: json(s.errorEnvelope) },
+  },
+});
+
+export const enableUser = define('operator', {
+  method: 'post',
+  path: '/v1/users/{name}/enable',
+  summary: "Enable a disabled user again (operator); their tokens that are neither revoked nor expired work again",
+  request: { params: s.userParams },
+  responses: { 200: { description: 'Enabled', content: json(s.user) }, 400: errors[400], 401: errors[401], 403: errors[403], 404: errors[404] },
+});
+
+export const revokeUserTokens = define('operator', {
+  method: 'delete',
+  path: '/v1/users/{name}/tokens',
+  summary: "Revoke every token of a user (operator), at once; issue a new one with POST on the same path",
+  request: { params: s.userParams },
+  responses: {
+    200: { description: 'Revoked', content: json(s.tokensRevoked) },
+    400: errors[400],
+    401: errors[401],
+    403: errors[403],
+    404: errors[404],
+    409: { description: 'Operators cannot revoke all of their own tokens', content: json(s.errorEnvelope) },
+  },
+});
+
+export const issueUserToken = define('operator', {
+  method: 'post',
+  path: '/v1/users/{name}/tokens',
+  summary: 'Issue a token for a user (operator), optionally with a lifetime; the secret is in this response only',
+  request: { params: s.userParams, body: { content: json(s.createTokenBody), required: true } },
+  responses: {
+    201: { description: 'Issued', content: json(s.issuedToken) },
+    400: errors[400],
+    401: errors[401],
+    403: errors[403],
+    404: errors[404],
     413: errors[413],
   },
 });
@@ -395,6 +448,10 @@ export const apiRoutes = [
   revokeToken,
   listUsers,
   createUser,
+  disableUser,
+  enableUser,
+  revokeUserTokens,
+  issueUserToken,
   listApps,
   createApp,
   getApp,

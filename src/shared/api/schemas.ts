@@ -7,6 +7,7 @@ import { z } from '@hono/zod-openapi';
 
 export { z };
 import { SLUG_PATTERN } from '../project-config.js';
+import { MAX_TOKEN_LIFETIME_SECONDS, TOKEN_LIFETIME_PATTERN, lifetimeSeconds } from './tokens.js';
 
 export const slug = z
   .string()
@@ -56,6 +57,8 @@ export const user = z
     name: userName,
     operator: z.boolean(),
     createdAt: z.string().datetime(),
+    /** Set while the operator has the account disabled: every request with its tokens answers 401. */
+    disabledAt: z.string().datetime().nullable(),
   })
   .openapi('User');
 export type User = z.infer<typeof user>;
@@ -66,6 +69,8 @@ export const tokenInfo = z
     scope: tokenScope,
     createdAt: z.string().datetime(),
     lastUsedAt: z.string().datetime().nullable(),
+    /** After this the token answers 401; null: it never expires. */
+    expiresAt: z.string().datetime().nullable(),
   })
   .openapi('TokenInfo');
 export type TokenInfo = z.infer<typeof tokenInfo>;
@@ -85,7 +90,22 @@ export const createUserBody = z
 export const createdUser = z.object({ user, token: z.string(), info: tokenInfo }).openapi('CreatedUser');
 export type CreatedUser = z.infer<typeof createdUser>;
 
-export const createTokenBody = z.strictObject({ scope: tokenScope.optional() }).openapi('CreateTokenBody');
+/** Seconds, or a duration such as `30d`; at most ten years. */
+export const tokenLifetime = z
+  .union([z.number().int(), z.string().regex(TOKEN_LIFETIME_PATTERN, 'must be seconds or a duration such as 90s, 45m, 12h, 30d, 52w')])
+  .refine((value) => lifetimeSeconds(value) !== undefined, `must be from 1 second to ${MAX_TOKEN_LIFETIME_SECONDS / 86_400} days`)
+  .openapi({ example: '30d' });
+
+export const createTokenBody = z
+  .strictObject({
+    scope: tokenScope.optional(),
+    /** The token expires this long after it is issued (at most one of expiresIn and expiresAt). */
+    expiresIn: tokenLifetime.optional(),
+    /** The token expires at this moment, which must be in the future. */
+    expiresAt: z.string().datetime({ offset: true }).optional(),
+  })
+  .openapi('CreateTokenBody');
+export type CreateTokenBody = z.infer<typeof createTokenBody>;
 
 export const environment = z
   .object({
@@ -125,7 +145,20 @@ export const createAppBody = z
 export type CreateAppBody = z.infer<typeof createAppBody>;
 
 export const appList = z.object({ apps: z.array(app) }).openapi('AppList');
-export const userList = z.object({ users: z.array(user) }).openapi('UserList');
+export const userListEntry = user
+  .extend({
+    /** Tokens neither revoked nor expired. */
+    liveTokens: z.number().int().nonnegative(),
+    lastUsedAt: z.string().datetime().nullable(),
+  })
+  .openapi('UserListEntry');
+export type UserListEntry = z.infer<typeof userListEntry>;
+export const userList = z.object({ users: z.array(userListEntry) }).openapi('UserList');
+export const userParams = z.object({ name: userName.openapi({ param: { name: 'name', in: 'path' } }) });
+export const tokensRevoked = z
+  .object({ user: userName, revoked: z.number().int().nonnegative().openapi({ description: 'How many live tokens were revoked' }) })
+  .openapi('TokensRevoked');
+export type TokensRevoked = z.infer<typeof tokensRevoked>;
 export const tokenList = z.object({ tokens: z.array(tokenInfo) }).openapi('TokenList');
 export const environmentList = z.object({ environments: z.array(environment) }).openapi('EnvironmentList');
 

@@ -37,3 +37,22 @@ export function secretMatches(secret: string, storedHash: string): boolean {
   const stored = Buffer.from(storedHash, 'hex');
   return stored.length === presented.length && timingSafeEqual(presented, stored);
 }
+
+/** A token's lifetime as people write it: `90s`, `45m`, `12h`, `30d`, `52w`. */
+export const TOKEN_LIFETIME_PATTERN = /^([1-9][0-9]{0,9})([smhdw])$/;
+/** Ten years: anything longer is a mistake, not a lifetime. */
+export const MAX_TOKEN_LIFETIME_SECONDS = 10 * 365 * 86_400;
+const UNIT_SECONDS = { s: 1, m: 60, h: 3600, d: 86_400, w: 7 * 86_400 } as const;
+
+/** Seconds in a lifetime given as a number of seconds or a duration; undefined when it is neither or too long. */
+export function lifetimeSeconds(value: number | string): number | undefined {
+  let seconds: number;
+  if (typeof value === 'number') {
+    seconds = value;
+  } else {
+    const match = TOKEN_LIFETIME_PATTERN.exec(value);
+    if (!match) return undefined;
+    seconds = Number(match[1]) * UNIT_SECONDS[match[2] as keyof typeof UNIT_SECONDS];
+  }
+  return Number.isInteger(seconds) && seconds >= 1 && seconds <= MAX_TOKEN_LIFETIME_SECONDS ? seconds : undefined;
+}
