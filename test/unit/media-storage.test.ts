@@ -545,6 +545,30 @@ describe('embedded media store: multipart uploads', () => {
   });
 });
 
+describe('media on an external S3 endpoint', () => {
+  // The in-process store stands in for the external endpoint: configured without a keys file, the
+  // platform holds only the operator's pair for it, which reaches every bucket.
+  const external = () => new S3MediaStorage({ endpoint, publicUrl: endpoint, region: REGION, ...ADMIN });
+
+  it("refuses to give an app or the CLI the operator's key pair, says what the operator must do, and creates nothing", async () => {
+    const refusal = {
+      name: 'MediaCredentialsUnavailable',
+      status: 503,
+      code: 'media_credentials_unavailable',
+      message: expect.stringMatching(/external S3 endpoint .*cannot create a key confined to bucket ext-refused/),
+      extra: { hint: expect.stringMatching(/embedded media store/) },
+    };
+    await expect(external().provision({ bucket: 'ext-refused' })).rejects.toMatchObject(refusal);
+    for (const access of ['read', 'write'] as const) {
+      await expect(external().issueTemporaryCredentials({ bucket: 'ext-refused', access, ttlSeconds: 600 })).rejects.toMatchObject(refusal);
+    }
+    const error = await external().provision({ bucket: 'ext-refused' }).catch((caught: Error & { extra?: unknown }) => caught);
+    expect(JSON.stringify([String(error), (error as { extra?: unknown }).extra])).not.toContain(ADMIN.secretAccessKey);
+    // Refused before anything was made: no bucket for a grant that was never given.
+    await expect(clientFor(ADMIN).send(new HeadBucketCommand({ Bucket: 'ext-refused' }))).rejects.toMatchObject({ $metadata: { httpStatusCode: 404 } });
+  });
+});
+
 describe('embedded media store: listings', () => {
   it('lists in key order across pages, with delimiters at any depth, V1 and V2', async () => {
     const client = clientFor(keyOf(await storage.provision({ bucket: 'listing-test' })));

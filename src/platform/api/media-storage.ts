@@ -1,7 +1,9 @@
 /**
  * Media storage on S3-compatible storage: one bucket per environment. On the embedded store
  * (`media.keysFile` set) each bucket also gets its own key pair, which the store reloads from the
- * keys file and confines to that bucket; on an external S3 environments share the configured pair.
+ * keys file and confines to that bucket. On an external S3 the configured pair is the operator's
+ * and reaches every bucket, so it is never handed to an app or the CLI: until the platform can
+ * mint a key confined to one bucket there, asking for one is refused (MediaCredentialsUnavailable).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -16,6 +18,7 @@ import {
   S3ServiceException,
 } from '@aws-sdk/client-s3';
 import { writeFileAtomic } from '../../core/fs-util.js';
+import { ApiError } from './errors.js';
 import { mediaKeysFileSchema, type AccessKeyPair, type MediaKeysFile } from '../media/s3-server.js';
 import type { RuntimeConfig } from '../runtime-config.js';
 import type { MediaGrant, MediaStorage, TemporaryMediaGrant } from './parts.js';
@@ -39,9 +42,19 @@ export class S3MediaStorage implements MediaStorage {
 
   async provision({ bucket }: { bucket: string }): Promise<MediaGrant> {
     assertValidBucketName(bucket);
+    const keysFile = this.keysFileOrRefuse(bucket, 'an app');
     await this.ensureBucket(bucket);
-    const keys = this.config.keysFile ? await this.grantBucketKey(this.config.keysFile, bucket) : this.sharedKey();
-    return { ...this.location(bucket), ...keys };
+    return { ...this.location(bucket), ...(await this.grantBucketKey(keysFile, bucket)) };
+  }
+
+  /**
+   * Where bucket-confined keys come from. The embedded store has the keys file; an external S3
+   * has only the operator's pair, which reaches every bucket, so the request is refused there
+   * (before anything is created) with what the operator has to change.
+   */
+  private keysFileOrRefuse(bucket: string, recipient: 'an app' | 'the CLI'): string {
+    if (this.config.keysFile) return this.config.keysFile;
+    throw new MediaCredentialsUnavailable(this.config.endpoint, bucket, recipient);
   }
 
   /** Where an environment's media is, as a grant gives it (the keys are added by the caller). */
@@ -64,29 +77,27 @@ export class S3MediaStorage implements MediaStorage {
   /**
    * On the embedded store: a fresh pair in the keys file with its expiry (the store refuses it
    * after that) and, for read access, no right to change anything; expired pairs are pruned on
-   * the way. An external S3 has no such keys here: it hands out the shared pair (see the README).
+   * the way. On an external S3: refused (see keysFileOrRefuse).
    */
   async issueTemporaryCredentials({ bucket, access, ttlSeconds }: { bucket: string; access: 'read' | 'write'; ttlSeconds: number }): Promise<TemporaryMediaGrant> {
     assertValidBucketName(bucket);
+    const keysFile = this.keysFileOrRefuse(bucket, 'the CLI');
     const expiresAt = new Date(Date.now() + ttlSeconds * 1000);
-    let key = this.sharedKey();
-    if (this.config.keysFile) {
-      key = await this.withKeysFile(this.config.keysFile, (file) => {
-        const now = Date.now();
-        for (const [id, entry] of Object.entries(file.keys)) {
-          if (entry.expiresAt !== undefined && Date.parse(entry.expiresAt) <= now) delete file.keys[id];
-        }
-        const created = newKeyPair();
-        file.keys[created.accessKeyId] = {
-          secretAccessKey: created.secretAccessKey,
-          bucket,
-          expiresAt: expiresAt.toISOString(),
-          ...(access === 'read' ? { readOnly: true } : {}),
-        };
-        return { key: created, changed: true };
-      });
-      await this.waitUntil(key, bucket, 'accepted');
-    }
+    const key = await this.withKeysFile(keysFile, (file) => {
+      const now = Date.now();
+      for (const [id, entry] of Object.entries(file.keys)) {
+        if (entry.expiresAt !== undefined && Date.parse(entry.expiresAt) <= now) delete file.keys[id];
+      }
+      const created = newKeyPair();
+      file.keys[created.accessKeyId] = {
+        secretAccessKey: created.secretAccessKey,
+        bucket,
+        expiresAt: expiresAt.toISOString(),
+        ...(access === 'read' ? { readOnly: true } : {}),
+      };
+      return { key: created, changed: true };
+    });
+    await this.waitUntil(key, bucket, 'accepted');
     return {
       ...this.location(bucket),
       access,
@@ -105,10 +116,6 @@ export class S3MediaStorage implements MediaStorage {
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
     });
-  }
-
-  private sharedKey(): AccessKeyPair {
-    return { accessKeyId: this.config.accessKeyId, secretAccessKey: this.config.secretAccessKey };
   }
 
   private async ensureBucket(bucket: string): Promise<void> {
@@ -205,6 +212,35 @@ export class S3MediaStorage implements MediaStorage {
         if (++failedRounds > MAX_FAILED_DELETE_ROUNDS || (httpStatus(error) ?? 0) < 500) throw error;
       }
     }
+  }
+}
+
+/**
+ * Asked for credentials an external S3 cannot confine to one bucket. A 503 with the operator's
+ * remedy: the caller did nothing wrong, the platform is configured in a way that cannot serve it.
+ */
+export class MediaCredentialsUnavailable extends ApiError {
+  constructor(endpoint: string, bucket: string, recipient: 'an app' | 'the CLI') {
+    super(
+      503,
+      'media_credentials_unavailable',
+      `The platform's media is on an external S3 endpoint (${withoutUserInfo(endpoint)}), where it cannot create a key confined to bucket ${bucket}; ` +
+        `it will not give ${recipient} the operator's key pair, which reaches every bucket`,
+      {
+        hint:
+          'The operator must use the embedded media store (remove external.media from platform.json and run `divio platform start`): ' +
+          'it gives each environment a key of its own. Minting bucket-scoped keys on an external S3 (STS AssumeRole with a session policy) is not supported yet.',
+      },
+    );
+    this.name = 'MediaCredentialsUnavailable';
+  }
+}
+
+function withoutUserInfo(endpoint: string): string {
+  try {
+    return new URL(endpoint).origin;
+  } catch {
+    return 'not a URL';
   }
 }
 
