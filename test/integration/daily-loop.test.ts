@@ -4,7 +4,7 @@
  * and every platform command pointed at an app this token cannot see fails with one clear error and
  * a non-zero exit, --json included.
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -57,8 +57,13 @@ describeWithDocker('the daily loop', () => {
 
     // A second checkout pushes; the first pulls with no arguments and gets it.
     const other = join(parent, 'second');
-    const cloned = await gitIn(parent, ['clone', '--quiet', (await gitIn(dir, ['remote', 'get-url', 'origin'])).stdout.trim(), other]);
+    // The credential helper `create` configured, handed to the clone the way `project setup` does.
+    const helper = (await gitIn(dir, ['config', '--get-regexp', '^credential\\.'])).stdout.trim();
+    const [helperKey, ...helperValue] = helper.split(' ');
+    const url = (await gitIn(dir, ['remote', 'get-url', 'origin'])).stdout.trim();
+    const cloned = await gitIn(parent, ['-c', `${helperKey}=${helperValue.join(' ')}`, 'clone', '--quiet', url, other]);
     expect(cloned.exitCode, cloned.stderr).toBe(0);
+    await gitIn(other, ['config', helperKey!, helperValue.join(' ')]);
     await writeFile(join(other, 'NOTES.md'), 'edited elsewhere\n');
     await gitIn(other, [...GIT_IDENTITY, 'commit', '-qam', 'from elsewhere']);
     expect((await gitIn(other, ['push', '--quiet'])).exitCode).toBe(0);
@@ -76,11 +81,30 @@ describeWithDocker('the daily loop', () => {
     expect((await gitIn(dir, ['status', '--porcelain'])).stdout).not.toContain('.env.local');
   });
 
+  it('push media prints its summary once; --delete from an empty data/media is refused and the bucket keeps its files', async () => {
+    const media = join(dir, 'data', 'media');
+    await mkdir(media, { recursive: true });
+    await writeFile(join(media, 'photo.txt'), 'a photo');
+    const pushed = await divio(['project', 'push', 'media', 'test'], { cwd: dir, env: ownerEnv });
+    expect(pushed.exitCode, pushed.stderr).toBe(0);
+    expect(`${pushed.stdout}\n${pushed.stderr}`.match(/Pushed \d+ file\(s\)/g)).toHaveLength(1);
+
+    await rm(join(media, 'photo.txt'));
+    const refused = await divio(['project', 'push', 'media', 'test', '--delete', '--yes'], { cwd: dir, env: ownerEnv });
+    expect(refused.exitCode).not.toBe(0);
+    expect(refused.stderr).toMatch(/refusing --delete: .* is empty, so every one of the 1 file\(s\)/);
+    const pulled = json(await divio(['project', 'pull', 'media', 'test', '--json'], { cwd: dir, env: ownerEnv }));
+    expect(pulled.transferred.map((file: { key: string }) => file.key)).toEqual(['photo.txt']);
+    expect(await readFile(join(media, 'photo.txt'), 'utf8')).toBe('a photo');
+  });
+
   it('every platform command on an app this token cannot see fails with one clear error, --json included', async () => {
     // The owner's checkout, used with a stranger's token: the app is invisible to it.
     const strangerEnv = { DIVIO_ENDPOINT: platform().endpoint, DIVIO_TOKEN: stranger.token };
     const before = await request(platform().endpoint, `/v1/apps/${slug}`, { token: owner.token });
     expect(before.status).toBe(200);
+    // logs streams text and has no --json; every other one answers JSON.
+    const withoutJson = new Set(['logs']);
     const commands: string[][] = [
       ['project', 'status'],
       ['project', 'deployments'],
@@ -102,6 +126,7 @@ describeWithDocker('the daily loop', () => {
       expect(plain.stderr, command.join(' ')).toMatch(new RegExp(`App "${slug}" not found`));
       expect(plain.stdout, command.join(' ')).toBe('');
 
+      if (withoutJson.has(command[1]!)) continue;
       const asJson = await divio([...command, '--json'], { cwd: dir, env: strangerEnv, timeout: 120_000 });
       expect(asJson.exitCode, command.join(' ')).not.toBe(0);
       const answer = json(asJson);

@@ -266,6 +266,39 @@ describe('media sync --delete', () => {
     await expect(stat(join(media, 'local-only'))).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
+  it('refuses --delete from an empty tree, in both directions, before anything moves', async () => {
+    const bucket = await newBucket('delempty');
+    for (let i = 0; i < 3; i++) await admin.send(new PutObjectCommand({ Bucket: bucket.bucket, Key: `kept${i}.txt`, Body: `${i}` }));
+    const empty = join(work, 'delempty-media');
+    await mkdir(empty, { recursive: true });
+    const error = await syncError({ direction: 'push', localDir: empty, remote: remoteFor(bucket), delete: true });
+    expect(error.message).toMatch(/refusing --delete: .* is empty, so every one of the 3 file\(s\) on .* would be deleted/);
+    expect(error.hint).toMatch(/Nothing was copied or deleted/);
+    await expect(planMediaSync(options({ direction: 'push', localDir: empty, remote: remoteFor(bucket), delete: true }))).rejects.toThrow(/refusing --delete/);
+    expect((await listAll(admin, bucket.bucket)).map((object) => object.Key).sort()).toEqual(['kept0.txt', 'kept1.txt', 'kept2.txt']);
+
+    const emptyBucket = await newBucket('delempty2');
+    const local = join(work, 'delempty-local');
+    await writeTree(local, { 'mine.txt': Buffer.from('mine') });
+    const pull = await syncError({ direction: 'pull', localDir: local, remote: remoteFor(emptyBucket), delete: true });
+    expect(pull.message).toMatch(/refusing --delete: .* is empty/);
+    expect(await readFile(join(local, 'mine.txt'), 'utf8')).toBe('mine');
+  });
+
+  it('refuses a sync that would delete more than --max-delete, naming the count; a higher limit lets it through', async () => {
+    const bucket = await newBucket('delmax');
+    for (let i = 0; i < 5; i++) await admin.send(new PutObjectCommand({ Bucket: bucket.bucket, Key: `old${i}.txt`, Body: `${i}` }));
+    const media = join(work, 'delmax-media');
+    await writeTree(media, { 'new.txt': Buffer.from('new') });
+    const error = await syncError({ direction: 'push', localDir: media, remote: remoteFor(bucket), delete: true, maxDelete: 4 });
+    expect(error.message).toMatch(/it would delete 5 file\(s\) on .*, more than --max-delete 4/);
+    expect(error.hint).toMatch(/--max-delete 5/);
+    expect((await listAll(admin, bucket.bucket)).map((object) => object.Key).sort()).toEqual(['old0.txt', 'old1.txt', 'old2.txt', 'old3.txt', 'old4.txt']);
+    const pushed = await sync({ direction: 'push', localDir: media, remote: remoteFor(bucket), delete: true, maxDelete: 5 });
+    expect(pushed.deleted).toHaveLength(5);
+    expect((await listAll(admin, bucket.bucket)).map((object) => object.Key)).toEqual(['new.txt']);
+  });
+
   it('deletes nothing when an upload fails (a key the store refuses), and says so', async () => {
     const bucket = await newBucket('delfail');
     await admin.send(new PutObjectCommand({ Bucket: bucket.bucket, Key: 'remote-only.txt', Body: 'stays' }));

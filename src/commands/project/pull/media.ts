@@ -2,8 +2,8 @@ import { Flags } from '@oclif/core';
 import { BaseCommand, environmentArg, projectFlags } from '../../../base-command.js';
 import { ApiClient } from '../../../core/api-client.js';
 import { resolveProject } from '../../../core/project.js';
-import { describeMediaSync, pullMedia } from '../../../services/project/data/media.js';
-import type { MediaSyncResult } from '../../../services/project/media/sync.js';
+import { pullMedia } from '../../../services/project/data/media.js';
+import { DEFAULT_MAX_DELETE, type MediaSyncResult } from '../../../services/project/media/sync.js';
 
 export default class PullMedia extends BaseCommand {
   static override summary = "Copy new and changed media files from an environment's storage into data/media";
@@ -18,6 +18,11 @@ export default class PullMedia extends BaseCommand {
   static override flags = {
     ...projectFlags,
     delete: Flags.boolean({ description: 'also delete local files that are not on the environment' }),
+    'max-delete': Flags.integer({
+      description: 'with --delete: refuse (before anything moves) a sync that would delete more files than this',
+      default: DEFAULT_MAX_DELETE,
+      min: 0,
+    }),
     concurrency: Flags.integer({ description: 'transfers in flight at once', default: 16, min: 1, max: 128 }),
   };
 
@@ -26,8 +31,7 @@ export default class PullMedia extends BaseCommand {
     const project = await resolveProject({ app: flags.app });
     const client = await ApiClient.fromCredentials();
     const environment = args.environment as 'test' | 'live';
-    const result = await pullMedia(project.root, this.io, { client, slug: project.slug, environment }, { delete: flags.delete, concurrency: flags.concurrency });
-    this.log(describeMediaSync(result, environment));
+    const result = await pullMedia(project.root, this.io, { client, slug: project.slug, environment }, { delete: flags.delete, maxDelete: flags['max-delete'], concurrency: flags.concurrency });
     return result;
   }
 }

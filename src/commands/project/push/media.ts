@@ -3,8 +3,8 @@ import { BaseCommand, environmentArg, projectFlags } from '../../../base-command
 import { ApiClient } from '../../../core/api-client.js';
 import { confirmOverwrite } from '../../../core/confirm.js';
 import { resolveProject } from '../../../core/project.js';
-import { describeMediaSync, preparePushMedia } from '../../../services/project/data/media.js';
-import type { MediaSyncResult } from '../../../services/project/media/sync.js';
+import { preparePushMedia } from '../../../services/project/data/media.js';
+import { DEFAULT_MAX_DELETE, type MediaSyncResult } from '../../../services/project/media/sync.js';
 
 export default class PushMedia extends BaseCommand {
   static override summary = "Copy new and changed files from data/media to an environment's storage";
@@ -20,6 +20,11 @@ export default class PushMedia extends BaseCommand {
   static override flags = {
     ...projectFlags,
     delete: Flags.boolean({ description: 'also delete files on the environment that are not in data/media' }),
+    'max-delete': Flags.integer({
+      description: 'with --delete: refuse (before anything moves) a sync that would delete more files than this',
+      default: DEFAULT_MAX_DELETE,
+      min: 0,
+    }),
     concurrency: Flags.integer({ description: 'transfers in flight at once', default: 16, min: 1, max: 128 }),
     yes: Flags.boolean({ char: 'y', description: 'confirm overwriting or deleting files on the environment without asking' }),
   };
@@ -29,7 +34,7 @@ export default class PushMedia extends BaseCommand {
     const project = await resolveProject({ app: flags.app });
     const client = await ApiClient.fromCredentials();
     const environment = args.environment as 'test' | 'live';
-    const push = await preparePushMedia(project.root, this.io, { client, slug: project.slug, environment }, { delete: flags.delete, concurrency: flags.concurrency });
+    const push = await preparePushMedia(project.root, this.io, { client, slug: project.slug, environment }, { delete: flags.delete, maxDelete: flags['max-delete'], concurrency: flags.concurrency });
     if (!flags.yes) {
       // Adding files changes nothing that exists; replacing or deleting does, and needs a yes.
       const plan = await push.plan();
@@ -41,7 +46,6 @@ export default class PushMedia extends BaseCommand {
       }
     }
     const result = await push.run();
-    this.log(describeMediaSync(result, environment));
     return result;
   }
 }

@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import * as routes from '../../../shared/api/routes.js';
 import type { MediaCredentials } from '../../../shared/api/schemas.js';
-import { formatBytes, formatSeconds, type IO } from '../../../core/io.js';
+import type { IO } from '../../../core/io.js';
 import { planMediaSync, syncMedia, type MediaRemote, type MediaSyncPlan, type MediaSyncResult } from '../media/sync.js';
 import type { RemoteEnvironment } from './remote.js';
 
@@ -18,6 +18,7 @@ const RENEW_BEFORE_MS = 5 * 60 * 1000;
 
 export interface MediaOptions {
   delete?: boolean;
+  maxDelete?: number;
   concurrency?: number;
   signal?: AbortSignal;
 }
@@ -49,6 +50,7 @@ function syncOptions(projectRoot: string, io: IO, remote: MediaRemote, direction
     remote,
     io,
     delete: options.delete,
+    maxDelete: options.maxDelete,
     concurrency: options.concurrency,
     signal: options.signal,
   };
@@ -69,15 +71,4 @@ export async function preparePushMedia(projectRoot: string, io: IO, remote: Remo
     plan: (): Promise<MediaSyncPlan> => planMediaSync(settings),
     run: (): Promise<MediaSyncResult> => syncMedia(settings),
   };
-}
-
-/** One line for people: what moved, what was skipped, deleted, refused. */
-export function describeMediaSync(result: MediaSyncResult, environment: string): string {
-  const { files } = result;
-  const moved = result.direction === 'pull' ? `Pulled ${files.transferred} file(s) from ${environment}` : `Pushed ${files.transferred} file(s) to ${environment}`;
-  const parts = [`${moved} (${formatBytes(result.bytes.transferred)}) in ${formatSeconds(result.durationMs)}`, `${files.skipped} unchanged`];
-  if (result.deletion.requested) parts.push(`${files.deleted} deleted`);
-  if (files.refused > 0) parts.push(`${files.refused} refused (listed above)`);
-  if (result.collisions.length > 0) parts.push(`${result.collisions.length} name collision(s) (listed above)`);
-  return `${parts.join('; ')}. Tree sha256 ${result.tree.sha256.slice(0, 12)}… over ${result.tree.files} file(s).`;
 }

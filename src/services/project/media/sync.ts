@@ -34,6 +34,8 @@ export interface MediaSyncOptions {
   concurrency?: number;
   /** Remove files that exist only on the target, if (and only if) every transfer succeeded. */
   delete?: boolean;
+  /** With `delete`: refuse, before anything moves, a sync that would delete more files than this. */
+  maxDelete?: number;
   signal?: AbortSignal;
   io: IO;
   /** Multipart tuning; the defaults suit S3 and the embedded store. */
@@ -123,6 +125,8 @@ const DEFAULT_CONCURRENCY = 16;
 const DEFAULT_MULTIPART: MultipartSettings = { threshold: 128 * MIB, partSize: 16 * MIB, partsInFlight: 4 };
 const HASH_CONCURRENCY = 8;
 const DELETE_BATCH = 1000;
+/** A sync that would delete more than this many files is refused unless the caller allows more. */
+export const DEFAULT_MAX_DELETE = 100;
 /** Refusals and collisions printed as warnings; the rest are in the result (--json). */
 const WARNINGS_SHOWN = 10;
 
@@ -285,7 +289,29 @@ async function prepare(session: Session): Promise<Prepared> {
     const failed = new Set(readFailures.map((failure) => failure.key));
     plan.transfers = plan.transfers.filter((transfer) => !failed.has(transfer.key));
   }
+  checkDeletion(session, plan, options.direction === 'push' ? local.files.size : remote.objects.size);
   return { plan, local, remote, manifest, readFailures };
+}
+
+/**
+ * The habits that empty a bucket by accident: `--delete` from an empty or missing tree, or from
+ * the wrong directory. Refused while nothing has moved yet, naming the count.
+ */
+function checkDeletion(session: Session, plan: Plan, sourceFiles: number): void {
+  const { options, ends } = session;
+  const count = plan.targetOnly.length;
+  if (!options.delete || count === 0) return;
+  if (sourceFiles === 0) {
+    throw new DivioError(`refusing --delete: ${ends.source} is empty, so every one of the ${count} file(s) on ${ends.target} would be deleted`, {
+      hint: 'Nothing was copied or deleted. Check you are in the right project and that its media is there; without --delete nothing is removed.',
+    });
+  }
+  const limit = options.maxDelete ?? DEFAULT_MAX_DELETE;
+  if (count > limit) {
+    throw new DivioError(`refusing --delete: it would delete ${count} file(s) on ${ends.target}, more than --max-delete ${limit}`, {
+      hint: `Nothing was copied or deleted. If ${count} deletions are what you mean, run it again with --max-delete ${count}.`,
+    });
+  }
 }
 
 async function runTransfers(
