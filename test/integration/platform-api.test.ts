@@ -80,6 +80,16 @@ describeWithDocker('platform API', () => {
           own: { method: m, path: route.path, body: m === 'POST' ? { name: `u-${Math.random().toString(36).slice(2, 8)}` } : undefined, expect: 403 },
           foreign: { method: m, path: route.path, body: m === 'POST' ? { name: 'x-never' } : undefined, expect: 403 },
         };
+      case '/v1/users/{name}/disable':
+      case '/v1/users/{name}/enable':
+      case '/v1/users/{name}/tokens': {
+        // Alice is no operator: refused on her own account and on bob's (his app still answers him at the end).
+        const body = m === 'POST' && route.path.endsWith('/tokens') ? { scope: 'write' } : undefined;
+        return {
+          own: { method: m, path: route.path.replace('{name}', caller.name), body, expect: 403 },
+          foreign: { method: m, path: route.path.replace('{name}', bob.name), body, expect: 403 },
+        };
+      }
       case '/v1/apps/{slug}/environments/{env}':
         if (m === 'PATCH') {
           return {
@@ -290,7 +300,18 @@ describeWithDocker('platform API', () => {
   it('fast-check: no body, parameter or content type makes any route answer 500', async () => {
     const jsonish = fc.oneof(
       fc.jsonValue().map((v) => JSON.stringify(v)),
-      fc.record({ slug: fc.string(), boilerplate: fc.string(), name: fc.string(), scope: fc.string(), operator: fc.anything() }, { requiredKeys: [] }).map((v) => {
+      fc.record(
+        {
+          slug: fc.string(),
+          boilerplate: fc.string(),
+          name: fc.string(),
+          scope: fc.oneof(fc.string(), fc.constantFrom('read', 'write')),
+          operator: fc.anything(),
+          expiresIn: fc.oneof(fc.string(), fc.integer(), fc.double(), fc.constantFrom('30d', '0s', '99999999999w')),
+          expiresAt: fc.oneof(fc.string(), fc.date({ noInvalidDate: true }).map((d) => d.toISOString()), fc.constantFrom('2026-12-02T18:00:00+99:99')),
+        },
+        { requiredKeys: [] },
+      ).map((v) => {
         try {
           return JSON.stringify(v);
         } catch {
@@ -303,16 +324,18 @@ describeWithDocker('platform API', () => {
     // A user of its own: random DELETEs may remove its app and random revocations its tokens.
     const fuzz = await createUser(endpoint, operator, 'fuzz');
     const fuzzApp = await createApp(endpoint, fuzz.token, 'fuzz-app');
-    const segment = fc.oneof(fc.constantFrom(fuzzApp, bobApp, 'test', 'live', '..', '%00', '%2e%2e', 'aaaaaaaaaaaaaaaa'), fc.string({ maxLength: 80 }).map(encodeURIComponent));
+    // A user the operator's random requests may disable or strip of tokens without harm.
+    const victim = await createUser(endpoint, operator, 'victim');
+    const segment = fc.oneof(fc.constantFrom(fuzzApp, bobApp, victim.name, 'test', 'live', '..', '%00', '%2e%2e', 'aaaaaaaaaaaaaaaa'), fc.string({ maxLength: 80 }).map(encodeURIComponent));
     const contentType = fc.constantFrom('application/json', 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', '');
     for (const route of apiRoutes) {
       await fc.assert(
         fc.asyncProperty(jsonish, segment, segment, contentType, fc.boolean(), async (body, seg1, seg2, type, asOperator) => {
-          let token = asOperator && (route.method === 'get' || route.path === '/v1/users') ? operator : fuzz.token;
+          let token = asOperator && (route.method === 'get' || route.path.startsWith('/v1/users')) ? operator : fuzz.token;
           if (route.path === '/v1/me/token') {
             token = (await request(endpoint, '/v1/tokens', { method: 'POST', token: fuzz.token, body: {} })).body.token;
           }
-          const path = route.path.replace('{slug}', seg1).replace('{env}', seg2).replace('{id}', seg2);
+          const path = route.path.replace('{slug}', seg1).replace('{env}', seg2).replace('{id}', seg2).replace('{name}', seg1);
           const res = await request(endpoint, path, {
             method: route.method.toUpperCase(),
             token,

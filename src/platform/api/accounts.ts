@@ -77,6 +77,7 @@ export function tokenExpiry(body: Pick<CreateTokenBody, 'expiresIn' | 'expiresAt
   }
   if (body.expiresAt !== undefined) {
     const at = new Date(body.expiresAt);
+    if (Number.isNaN(at.getTime())) throw new ApiError(400, 'invalid_input', 'body.expiresAt: not a valid moment', { field: 'body.expiresAt' });
     if (at.getTime() <= now) throw new ApiError(400, 'invalid_input', 'body.expiresAt: must be in the future', { field: 'body.expiresAt' });
     if (at.getTime() - now > MAX_TOKEN_LIFETIME_SECONDS * 1000) {
       throw new ApiError(400, 'invalid_input', 'body.expiresAt: must be at most ten years from now', { field: 'body.expiresAt' });
