@@ -445,7 +445,7 @@ describe('bodies that do not match their digests', () => {
     expect((await readdir(bucketDirectory())).filter((name) => name.startsWith('.divio-tmp-'))).toEqual([]);
   }
 
-  it.each([
+  it.each<[string, { payloadHash?: string; headers?: Record<string, string> }, string]>([
     ['a signed x-amz-content-sha256 of other bytes', { payloadHash: sha256('something else') }, 'XAmzContentSHA256Mismatch'],
     ['a Content-MD5 of other bytes (unsigned payload)', { payloadHash: 'UNSIGNED-PAYLOAD', headers: { 'content-md5': md5Base64('something else') } }, 'BadDigest'],
     ['the right SHA-256 but a Content-MD5 of other bytes', { headers: { 'content-md5': md5Base64('something else') } }, 'BadDigest'],
