@@ -74,6 +74,14 @@ export async function currentCredentials(env: NodeJS.ProcessEnv = process.env): 
   return stored ? { endpoint, token: stored.token, source: 'file' } : undefined;
 }
 
+/** The token stored for one endpoint (whichever is current), or undefined. DIVIO_TOKEN still wins. */
+export async function storedCredentials(endpoint: string, env: NodeJS.ProcessEnv = process.env): Promise<Credentials | undefined> {
+  const key = normaliseEndpoint(endpoint);
+  if (env.DIVIO_TOKEN) return undefined;
+  const stored = (await readFileState(env)).endpoints[key];
+  return stored ? { endpoint: key, token: stored.token, source: 'file' } : undefined;
+}
+
 export async function requireCredentials(env: NodeJS.ProcessEnv = process.env): Promise<Credentials> {
   const credentials = await currentCredentials(env);
   if (credentials) return credentials;

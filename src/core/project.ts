@@ -137,6 +137,12 @@ async function readKnownCheckouts(env: NodeJS.ProcessEnv): Promise<Record<string
   }
 }
 
+/** Where this machine last saw a checkout of `slug`, if it still holds one. */
+export async function readKnownCheckout(slug: string, env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {
+  const known = (await readKnownCheckouts(env))[slug];
+  return known && (await pathExists(join(known, PROJECT_CONFIG_PATH))) ? known : undefined;
+}
+
 export async function rememberCheckout(slug: string, root: string, env: NodeJS.ProcessEnv = process.env): Promise<void> {
   const known = await readKnownCheckouts(env);
   if (known[slug] === root) return;

@@ -98,6 +98,42 @@ describeWithDocker('the daily loop', () => {
     expect(await readFile(join(media, 'photo.txt'), 'utf8')).toBe('a photo');
   });
 
+  it("commands act only through the project's own platform, and confirmations name it", async () => {
+    // A login stored for this platform, with no DIVIO_* variables: what a user has.
+    const configDir = await mkdtemp(join(tmpdir(), 'divio-loop-login-'));
+    const asUser = { DIVIO_CONFIG_DIR: configDir };
+    const login = await divio(['login', '--endpoint', platform().endpoint, '--token', owner.token], { cwd: dir, env: asUser });
+    expect(login.exitCode, login.stderr).toBe(0);
+    const listed = await divio(['project', 'env-vars', 'list', '-e', 'test', '--json'], { cwd: dir, env: asUser });
+    expect(listed.exitCode, listed.stderr).toBe(0);
+
+    const confirm = await divio(['project', 'deploy', 'live'], { cwd: dir, env: asUser });
+    expect(confirm.exitCode).toBe(2);
+    expect(confirm.stderr).toContain(`Deploying ${slug} to live, on the platform at ${platform().endpoint} needs confirmation`);
+
+    // The project now says it lives elsewhere: nothing is done through this login, or through DIVIO_ENDPOINT.
+    const configPath = join(dir, '.divio', 'config.json');
+    const original = await readFile(configPath, 'utf8');
+    const elsewhere = 'http://127.0.0.1:9';
+    await writeFile(configPath, JSON.stringify({ ...JSON.parse(original), endpoint: elsewhere }));
+    try {
+      for (const env of [asUser, ownerEnv]) {
+        const set = await divio(['project', 'env-vars', 'set', '-e', 'test', 'WRONG_PLATFORM=1', '--json'], { cwd: dir, env });
+        expect(set.exitCode).not.toBe(0);
+        expect(json(set).error.message).toMatch(new RegExp(`This project is on ${elsewhere.replace(/[.:]/g, '\\$&')}, but divio is using ${platform().endpoint.replace(/[.:]/g, '\\$&')}`));
+        expect(json(set).error.hint).toMatch(/divio login --endpoint http:\/\/127\.0\.0\.1:9/);
+        const push = await divio(['project', 'push', 'db', 'test', '--yes'], { cwd: dir, env });
+        expect(push.exitCode).not.toBe(0);
+        expect(push.stderr).toMatch(/This project is on/);
+      }
+      const vars = await request(platform().endpoint, `/v1/apps/${slug}/environments/test/env-vars`, { token: owner.token });
+      expect(JSON.stringify(vars.body)).not.toContain('WRONG_PLATFORM');
+    } finally {
+      await writeFile(configPath, original);
+      await rm(configDir, { recursive: true, force: true });
+    }
+  });
+
   it('every platform command on an app this token cannot see fails with one clear error, --json included', async () => {
     // The owner's checkout, used with a stranger's token: the app is invisible to it.
     const strangerEnv = { DIVIO_ENDPOINT: platform().endpoint, DIVIO_TOKEN: stranger.token };

@@ -1,10 +1,9 @@
 import { Args, Flags } from '@oclif/core';
 import { BaseCommand, projectFlags } from '../../base-command.js';
-import { ApiClient } from '../../core/api-client.js';
 import { DivioError, ExitCode } from '../../core/errors.js';
 import * as routes from '../../shared/api/routes.js';
 import type { Environment } from '../../shared/api/schemas.js';
-import { appSlug } from '../../services/project/app-ref.js';
+import { appClient } from '../../services/project/app-ref.js';
 
 export default class ProjectConfigure extends BaseCommand {
   static override summary = "Set an environment's branch (used from its next deploy) or replicas (applied now)";
@@ -22,8 +21,7 @@ export default class ProjectConfigure extends BaseCommand {
     if (flags.branch === undefined && flags.replicas === undefined) {
       throw new DivioError('Nothing to change', { exitCode: ExitCode.usage, hint: 'Pass --branch BRANCH and/or --replicas N.' });
     }
-    const slug = await appSlug({ app: flags.app });
-    const client = await ApiClient.fromCredentials();
+    const { slug, client } = await appClient({ app: flags.app });
     const env = await client.call(routes.changeEnvironment, {
       params: { slug, env: args.environment as 'test' | 'live' },
       body: { branch: flags.branch, replicas: flags.replicas },

@@ -1,9 +1,8 @@
 import { Args, Flags } from '@oclif/core';
 import { BaseCommand, projectFlags } from '../../base-command.js';
-import { ApiClient } from '../../core/api-client.js';
 import { DivioError, ExitCode } from '../../core/errors.js';
 import * as routes from '../../shared/api/routes.js';
-import { appSlug } from '../../services/project/app-ref.js';
+import { appClient } from '../../services/project/app-ref.js';
 import { followLog } from '../../services/project/deploy.js';
 
 export default class ProjectDeployLog extends BaseCommand {
@@ -17,8 +16,7 @@ export default class ProjectDeployLog extends BaseCommand {
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(ProjectDeployLog);
-    const slug = await appSlug({ app: flags.app });
-    const client = await ApiClient.fromCredentials();
+    const { slug, client } = await appClient({ app: flags.app });
     let id = args.id;
     if (!id) {
       const { deployments } = await client.call(routes.listDeployments, { params: { slug } });

@@ -1,9 +1,8 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand, environmentArg, projectFlags } from '../../base-command.js';
-import { ApiClient } from '../../core/api-client.js';
 import { confirmOverwrite } from '../../core/confirm.js';
 import type { Deployment } from '../../shared/api/schemas.js';
-import { appSlug } from '../../services/project/app-ref.js';
+import { appClient } from '../../services/project/app-ref.js';
 import { deploy } from '../../services/project/deploy.js';
 
 export default class ProjectDeploy extends BaseCommand {
@@ -23,11 +22,10 @@ export default class ProjectDeploy extends BaseCommand {
   async run(): Promise<Deployment> {
     const { args, flags } = await this.parse(ProjectDeploy);
     const environment = args.environment as 'test' | 'live';
-    const slug = await appSlug({ app: flags.app });
+    const { slug, client } = await appClient({ app: flags.app });
     if (environment === 'live') {
-      await confirmOverwrite(this.io, { yes: flags.yes, action: `Deploying ${slug} to live`, slug, typeSlug: true });
+      await confirmOverwrite(this.io, { yes: flags.yes, action: `Deploying ${slug} to live`, slug, typeSlug: true, platform: client.endpoint });
     }
-    const client = await ApiClient.fromCredentials();
     // With --json the log goes to stderr, so stdout stays one JSON document.
     const logStream = this.jsonEnabled() ? this.io.stderr : this.io.stdout;
     const result = await deploy(client, {

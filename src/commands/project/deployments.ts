@@ -1,9 +1,8 @@
 import { Args } from '@oclif/core';
 import { BaseCommand, projectFlags } from '../../base-command.js';
-import { ApiClient } from '../../core/api-client.js';
 import * as routes from '../../shared/api/routes.js';
 import type { Deployment } from '../../shared/api/schemas.js';
-import { appSlug } from '../../services/project/app-ref.js';
+import { appClient } from '../../services/project/app-ref.js';
 
 export default class ProjectDeployments extends BaseCommand {
   static override summary = "An app's deployments, newest first";
@@ -14,8 +13,7 @@ export default class ProjectDeployments extends BaseCommand {
 
   async run(): Promise<{ deployments: Deployment[] }> {
     const { args, flags } = await this.parse(ProjectDeployments);
-    const slug = await appSlug({ app: flags.app });
-    const client = await ApiClient.fromCredentials();
+    const { slug, client } = await appClient({ app: flags.app });
     const result = await client.call(routes.listDeployments, {
       params: { slug },
       query: args.environment ? { environment: args.environment } : {},

@@ -1,7 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { BaseCommand, projectFlags } from '../../base-command.js';
-import { ApiClient } from '../../core/api-client.js';
-import { appSlug } from '../../services/project/app-ref.js';
+import { appClient } from '../../services/project/app-ref.js';
 import { openLocalEnvironment } from '../../services/project/local-environment.js';
 import { showLogs } from '../../services/project/logs.js';
 import { streamRuntimeLogs } from '../../services/project/runtime-logs.js';
@@ -24,8 +23,7 @@ export default class ProjectLogs extends BaseCommand {
   async run(): Promise<void> {
     const { args, flags } = await this.parse(ProjectLogs);
     if (args.target && PLATFORM_ENVIRONMENTS.includes(args.target)) {
-      const slug = await appSlug({ app: flags.app });
-      const client = await ApiClient.fromCredentials();
+      const { slug, client } = await appClient({ app: flags.app });
       await streamRuntimeLogs(client, slug, args.target as 'test' | 'live', { follow: flags.follow, tail: flags.tail }, (chunk) =>
         this.io.stdout.write(chunk),
       );

@@ -1,10 +1,9 @@
 import { Args, Flags } from '@oclif/core';
 import { BaseCommand, projectFlags } from '../../base-command.js';
-import { ApiClient } from '../../core/api-client.js';
 import { confirmOverwrite } from '../../core/confirm.js';
 import * as routes from '../../shared/api/routes.js';
 import type { Deployment } from '../../shared/api/schemas.js';
-import { appSlug } from '../../services/project/app-ref.js';
+import { appClient } from '../../services/project/app-ref.js';
 import { followDeployment } from '../../services/project/deploy.js';
 
 export default class ProjectRollback extends BaseCommand {
@@ -22,11 +21,10 @@ export default class ProjectRollback extends BaseCommand {
   async run(): Promise<Deployment> {
     const { args, flags } = await this.parse(ProjectRollback);
     const environment = args.environment as 'test' | 'live';
-    const slug = await appSlug({ app: flags.app });
+    const { slug, client } = await appClient({ app: flags.app });
     if (environment === 'live') {
-      await confirmOverwrite(this.io, { yes: flags.yes, action: `Rolling ${slug} live back`, slug, typeSlug: true });
+      await confirmOverwrite(this.io, { yes: flags.yes, action: `Rolling ${slug} live back`, slug, typeSlug: true, platform: client.endpoint });
     }
-    const client = await ApiClient.fromCredentials();
     const started = await client.call(routes.rollback, {
       params: { slug, env: environment },
       body: args.deployment ? { deployment: args.deployment } : {},

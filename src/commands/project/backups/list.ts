@@ -1,6 +1,5 @@
 import { BaseCommand, environmentArg, projectFlags } from '../../../base-command.js';
-import { ApiClient } from '../../../core/api-client.js';
-import { appSlug } from '../../../services/project/app-ref.js';
+import { appClient } from '../../../services/project/app-ref.js';
 import { listBackups, renderBackupTable, type BackupListing } from '../../../services/project/data/backups.js';
 
 export default class BackupsList extends BaseCommand {
@@ -13,8 +12,7 @@ export default class BackupsList extends BaseCommand {
 
   async run(): Promise<BackupListing> {
     const { args, flags } = await this.parse(BackupsList);
-    const slug = await appSlug({ app: flags.app });
-    const client = await ApiClient.fromCredentials();
+    const { slug, client } = await appClient({ app: flags.app });
     const listing = await listBackups({ client, slug, environment: args.environment as 'test' | 'live' });
     if (!this.jsonEnabled()) for (const line of renderBackupTable(listing)) this.io.out(line);
     return listing;

@@ -1,9 +1,8 @@
 import { Args, Flags } from '@oclif/core';
 import { BaseCommand, projectFlags } from '../../../base-command.js';
-import { ApiClient } from '../../../core/api-client.js';
 import { confirmOverwrite } from '../../../core/confirm.js';
 import { InvalidInputError } from '../../../core/errors.js';
-import { appSlug } from '../../../services/project/app-ref.js';
+import { appClient } from '../../../services/project/app-ref.js';
 import { restoreBackup } from '../../../services/project/data/backups.js';
 import { dataId } from '../../../shared/api/schemas.js';
 
@@ -30,14 +29,14 @@ export default class BackupsRestore extends BaseCommand {
       throw new InvalidInputError(`"${args.id}" is not a backup id`, { hint: 'Backup ids are 16 hex characters; see `divio project backups list`.' });
     }
     const environment = args.environment as 'test' | 'live';
-    const slug = await appSlug({ app: flags.app });
+    const { slug, client } = await appClient({ app: flags.app });
     await confirmOverwrite(this.io, {
       yes: flags.yes,
       action: `Replacing the ${environment} database of ${slug} with backup ${args.id} (the current one is kept as a backup)`,
       slug,
       typeSlug: environment === 'live',
+      platform: client.endpoint,
     });
-    const client = await ApiClient.fromCredentials();
     const result = await this.io.task(`Restoring backup ${args.id} on ${environment}`, () => restoreBackup({ client, slug, environment }, args.id));
     this.log(`Restored backup ${args.id} into the ${environment} database of ${slug}.`);
     if (result.backup) this.log(`The database it replaced is kept as backup ${result.backup.id}.`);

@@ -1,6 +1,5 @@
 import { BaseCommand, environmentFlag, projectFlags } from '../../../base-command.js';
-import { ApiClient } from '../../../core/api-client.js';
-import { appSlug } from '../../../services/project/app-ref.js';
+import { appClient } from '../../../services/project/app-ref.js';
 import { listEnvVars } from '../../../services/project/env-vars.js';
 
 export default class EnvVarsList extends BaseCommand {
@@ -11,8 +10,8 @@ export default class EnvVarsList extends BaseCommand {
 
   async run(): Promise<{ variables: Record<string, string> }> {
     const { flags } = await this.parse(EnvVarsList);
-    const slug = await appSlug({ app: flags.app });
-    const variables = await listEnvVars(await ApiClient.fromCredentials(), slug, flags.environment as 'test' | 'live');
+    const { slug, client } = await appClient({ app: flags.app });
+    const variables = await listEnvVars(client, slug, flags.environment as 'test' | 'live');
     if (Object.keys(variables).length === 0) this.log(`No variables set on ${slug} ${flags.environment}.`);
     for (const [name, value] of Object.entries(variables)) this.log(`${name}=${value}`);
     return { variables };

@@ -1,8 +1,7 @@
 import { Args } from '@oclif/core';
 import { BaseCommand, environmentFlag, projectFlags } from '../../../base-command.js';
-import { ApiClient } from '../../../core/api-client.js';
 import type { EnvVarsChanged } from '../../../shared/api/schemas.js';
-import { appSlug } from '../../../services/project/app-ref.js';
+import { appClient } from '../../../services/project/app-ref.js';
 import { changeEnvVars, parseAssignments, reportEnvVarsChange } from '../../../services/project/env-vars.js';
 
 export default class EnvVarsSet extends BaseCommand {
@@ -17,8 +16,7 @@ export default class EnvVarsSet extends BaseCommand {
     const { argv, flags } = await this.parse(EnvVarsSet);
     // Input first: a typo is reported as such, before any login or network matters.
     const set = parseAssignments(argv as string[]);
-    const slug = await appSlug({ app: flags.app });
-    const client = await ApiClient.fromCredentials();
+    const { slug, client } = await appClient({ app: flags.app });
     const result = await changeEnvVars(client, slug, flags.environment as 'test' | 'live', { set });
     return reportEnvVarsChange(this.io, this.jsonEnabled(), client, slug, result);
   }

@@ -1,8 +1,7 @@
 import { Args } from '@oclif/core';
 import { BaseCommand, environmentFlag, projectFlags } from '../../../base-command.js';
-import { ApiClient } from '../../../core/api-client.js';
 import type { EnvVarsChanged } from '../../../shared/api/schemas.js';
-import { appSlug } from '../../../services/project/app-ref.js';
+import { appClient } from '../../../services/project/app-ref.js';
 import { changeEnvVars, reportEnvVarsChange } from '../../../services/project/env-vars.js';
 
 export default class EnvVarsUnset extends BaseCommand {
@@ -15,8 +14,7 @@ export default class EnvVarsUnset extends BaseCommand {
 
   async run(): Promise<EnvVarsChanged> {
     const { argv, flags } = await this.parse(EnvVarsUnset);
-    const slug = await appSlug({ app: flags.app });
-    const client = await ApiClient.fromCredentials();
+    const { slug, client } = await appClient({ app: flags.app });
     const result = await changeEnvVars(client, slug, flags.environment as 'test' | 'live', { unset: argv as string[] });
     return reportEnvVarsChange(this.io, this.jsonEnabled(), client, slug, result);
   }

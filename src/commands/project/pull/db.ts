@@ -1,5 +1,5 @@
 import { BaseCommand, environmentArg, projectFlags } from '../../../base-command.js';
-import { ApiClient } from '../../../core/api-client.js';
+import { projectClient } from '../../../services/project/app-ref.js';
 import { formatBytes, formatSeconds } from '../../../core/io.js';
 import { pullDatabase, type DatabaseTransferResult } from '../../../services/project/data/database.js';
 import { openLocalEnvironment } from '../../../services/project/local-environment.js';
@@ -19,7 +19,7 @@ export default class PullDb extends BaseCommand {
   async run(): Promise<DatabaseTransferResult> {
     const { args, flags } = await this.parse(PullDb);
     const local = await openLocalEnvironment({ app: flags.app });
-    const client = await ApiClient.fromCredentials();
+    const client = await projectClient(local.project.config.endpoint);
     const environment = args.environment as 'test' | 'live';
     const result = await pullDatabase(local, this.io, { client, slug: local.project.slug, environment });
     this.log(

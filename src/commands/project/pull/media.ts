@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand, environmentArg, projectFlags } from '../../../base-command.js';
-import { ApiClient } from '../../../core/api-client.js';
+import { projectClient } from '../../../services/project/app-ref.js';
 import { resolveProject } from '../../../core/project.js';
 import { pullMedia } from '../../../services/project/data/media.js';
 import { DEFAULT_MAX_DELETE, type MediaSyncResult } from '../../../services/project/media/sync.js';
@@ -29,7 +29,7 @@ export default class PullMedia extends BaseCommand {
   async run(): Promise<MediaSyncResult> {
     const { args, flags } = await this.parse(PullMedia);
     const project = await resolveProject({ app: flags.app });
-    const client = await ApiClient.fromCredentials();
+    const client = await projectClient(project.config.endpoint);
     const environment = args.environment as 'test' | 'live';
     const result = await pullMedia(project.root, this.io, { client, slug: project.slug, environment }, { delete: flags.delete, maxDelete: flags['max-delete'], concurrency: flags.concurrency });
     return result;

@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand, environmentArg, projectFlags } from '../../../base-command.js';
-import { ApiClient } from '../../../core/api-client.js';
+import { projectClient } from '../../../services/project/app-ref.js';
 import { confirmOverwrite } from '../../../core/confirm.js';
 import { formatBytes, formatSeconds } from '../../../core/io.js';
 import { pushDatabase, type DatabaseTransferResult } from '../../../services/project/data/database.js';
@@ -26,13 +26,14 @@ export default class PushDb extends BaseCommand {
     const environment = args.environment as 'test' | 'live';
     const local = await openLocalEnvironment({ app: flags.app });
     const slug = local.project.slug;
+    const client = await projectClient(local.project.config.endpoint);
     await confirmOverwrite(this.io, {
       yes: flags.yes,
       action: `Replacing the ${environment} database of ${slug} with the local database (the current one is kept as a backup)`,
       slug,
       typeSlug: environment === 'live',
+      platform: client.endpoint,
     });
-    const client = await ApiClient.fromCredentials();
     const result = await pushDatabase(local, this.io, { client, slug, environment });
     this.log(
       `Pushed the local database to ${environment}: ${formatBytes(result.bytes)} in ${formatSeconds(result.durationMs)}, sha256 ${result.sha256.slice(0, 12)}… verified on both sides.`,

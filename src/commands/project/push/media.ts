@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand, environmentArg, projectFlags } from '../../../base-command.js';
-import { ApiClient } from '../../../core/api-client.js';
+import { projectClient } from '../../../services/project/app-ref.js';
 import { confirmOverwrite } from '../../../core/confirm.js';
 import { resolveProject } from '../../../core/project.js';
 import { preparePushMedia } from '../../../services/project/data/media.js';
@@ -32,7 +32,7 @@ export default class PushMedia extends BaseCommand {
   async run(): Promise<MediaSyncResult> {
     const { args, flags } = await this.parse(PushMedia);
     const project = await resolveProject({ app: flags.app });
-    const client = await ApiClient.fromCredentials();
+    const client = await projectClient(project.config.endpoint);
     const environment = args.environment as 'test' | 'live';
     const push = await preparePushMedia(project.root, this.io, { client, slug: project.slug, environment }, { delete: flags.delete, maxDelete: flags['max-delete'], concurrency: flags.concurrency });
     if (!flags.yes) {
@@ -42,7 +42,7 @@ export default class PushMedia extends BaseCommand {
       const deleted = flags.delete ? plan.targetOnly.length : 0;
       if (replaced > 0 || deleted > 0) {
         const what = [replaced > 0 ? `replacing ${replaced} file(s)` : '', deleted > 0 ? `deleting ${deleted} file(s)` : ''].filter(Boolean).join(' and ');
-        await confirmOverwrite(this.io, { yes: false, action: `Pushing media to ${environment} of ${project.slug} means ${what} there`, slug: project.slug, typeSlug: environment === 'live' });
+        await confirmOverwrite(this.io, { yes: false, action: `Pushing media to ${environment} of ${project.slug} means ${what} there`, slug: project.slug, typeSlug: environment === 'live', platform: client.endpoint });
       }
     }
     const result = await push.run();
