@@ -17,13 +17,17 @@ import {
   CreateMultipartUploadCommand,
   DeleteBucketCommand,
   DeleteObjectCommand,
+  GetBucketCorsCommand,
   GetObjectCommand,
+  GetObjectTaggingCommand,
   HeadBucketCommand,
   HeadObjectCommand,
   ListBucketsCommand,
   ListObjectsCommand,
   ListObjectsV2Command,
+  PutBucketCorsCommand,
   PutObjectCommand,
+  PutObjectTaggingCommand,
   S3Client,
   UploadPartCommand,
   type S3ClientConfig,
@@ -542,6 +546,19 @@ describe('embedded media store: multipart uploads', () => {
     await expect(part(client, 'multipart-abort', 'x.bin', another, 1, randomBytes(10))).rejects.toMatchObject({ name: 'NoSuchUpload' });
     await expect(part(client, 'multipart-abort', 'y.bin', '../../escape', 1, randomBytes(10))).rejects.toMatchObject({ name: 'NoSuchUpload' });
     await expect(part(client, 'multipart-abort', 'y.bin', another, 0, randomBytes(10))).rejects.toMatchObject({ $metadata: { httpStatusCode: 400 } });
+  });
+});
+
+describe('embedded media store: documents s3rver parses itself', () => {
+  it('still hands tagging and CORS documents to s3rver once the gate has checked them against their digests', async () => {
+    const grant = await storage.provision({ bucket: 'documents-test' });
+    const client = clientFor(keyOf(grant));
+    await client.send(new PutObjectCommand({ Bucket: 'documents-test', Key: 'x.txt', Body: 'x' }));
+    await client.send(new PutObjectTaggingCommand({ Bucket: 'documents-test', Key: 'x.txt', Tagging: { TagSet: [{ Key: 'kind', Value: 'photo' }] } }));
+    expect((await client.send(new GetObjectTaggingCommand({ Bucket: 'documents-test', Key: 'x.txt' }))).TagSet).toEqual([{ Key: 'kind', Value: 'photo' }]);
+    const rules = [{ AllowedMethods: ['GET'], AllowedOrigins: ['https://example.test'] }];
+    await clientFor(ADMIN).send(new PutBucketCorsCommand({ Bucket: 'documents-test', CORSConfiguration: { CORSRules: rules } }));
+    expect((await clientFor(ADMIN).send(new GetBucketCorsCommand({ Bucket: 'documents-test' }))).CORSRules).toMatchObject(rules);
   });
 });
 
