@@ -8,8 +8,8 @@
  * DeleteObjects body or `x-amz-copy-source`, is checked (object-keys.ts) and confined to the
  * credential's bucket here, before s3rver sees the request; bodies are held to the Content-MD5
  * and x-amz-content-sha256 they promise (body-digests.ts). Browser form uploads (POST Object) are
- * refused outright: see the README's security model. Listings no longer use s3rver's DES continuation tokens, so
- * `--openssl-legacy-provider` is no longer needed (it does no harm).
+ * refused outright: see the README's security model. Listings no longer use s3rver's DES
+ * continuation tokens, so `--openssl-legacy-provider` is no longer needed (it does no harm).
  *
  * Environment: DIVIO_PLATFORM_CONFIG (runtime config: the admin key pair and `media.keysFile`),
  * DIVIO_S3_DIRECTORY (where objects live), DIVIO_S3_ADDRESS (default 0.0.0.0), DIVIO_S3_PORT (default 4568).
