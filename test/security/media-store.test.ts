@@ -24,6 +24,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { SignatureV4 } from '@smithy/signature-v4';
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { localhostLookup } from '../../src/core/localhost-lookup.js';
 import { S3MediaStorage } from '../../src/platform/api/media-storage.js';
@@ -507,6 +508,48 @@ describe('bodies that do not match their digests', () => {
     expect(after).toMatchObject({ sha256: sha256(replacement), etag: `"${md5Hex(replacement)}"` });
     await s3Client(storeUrl, attacker).send(new DeleteObjectsCommand({ Bucket: ATTACKER, Delete: { Objects: [{ Key: 'doc.txt' }] } }));
     await expectVictimUnchanged();
+  });
+});
+
+describe('never a 500, and never outside the bucket, whatever the keys', () => {
+  // Pieces that make escapes, in raw and encoded forms, among arbitrary text.
+  const piece = fc.oneof(
+    fc.string({ maxLength: 6 }),
+    fc.constantFrom('..', '.', '/', '\\', '%2F', '%2E%2E', '%2e', '%25', '%', '?', '#', victimName(), '\u0000', '\u0001', '\uD800', 'é', '&amp;', '&#46;'),
+  );
+  const text = fc.array(piece, { maxLength: 8 }).map((parts) => parts.join(''));
+
+  function victimName(): string {
+    return VICTIM;
+  }
+
+  it('DeleteObjects with generated keys answers 200 or a 4xx S3 error, and the victim is unchanged', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(text, { minLength: 1, maxLength: 4 }), async (keys) => {
+        const body = deleteBody(keys);
+        const response = await send(store, deleteObjectsRequest(ATTACKER, body, attacker));
+        expect(response.status === 200 || (response.status >= 400 && response.status < 500 && response.code !== undefined), `${response.status} ${response.text}`).toBe(true);
+      }),
+      { numRuns: 60 },
+    );
+    await expectVictimUnchanged();
+    expect(await attackerKeys()).not.toContain('stolen.txt');
+  });
+
+  it('copies with generated x-amz-copy-source values answer a 4xx S3 error (or copy within the bucket), and the victim is unchanged', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.oneof(text, text.map((rest) => `${ATTACKER}/${rest}`), text.map((rest) => `/${ATTACKER}/${rest}`)), async (source) => {
+        // A header carries bytes: what is not printable ASCII goes percent-encoded, as UTF-8.
+        const header = source.replace(/[^\x21-\x7e]/gu, (c) => [...Buffer.from(c)].map((byte) => `%${byte.toString(16).padStart(2, '0')}`).join(''));
+        const response = await send(store, { method: 'PUT', path: `/${ATTACKER}/stolen.txt`, headers: { 'x-amz-copy-source': header }, key: attacker });
+        expect(response.status === 200 || (response.status >= 400 && response.status < 500 && response.code !== undefined), `${header}: ${response.status} ${response.text}`).toBe(true);
+      }),
+      { numRuns: 60 },
+    );
+    await expectVictimUnchanged();
+    // Only mine.txt could be copied (onto stolen.txt); nothing else arrived.
+    expect((await attackerKeys()).filter((key) => key !== 'stolen.txt')).toEqual(['mine.txt']);
+    await s3Client(storeUrl, attacker).send(new DeleteObjectsCommand({ Bucket: ATTACKER, Delete: { Objects: [{ Key: 'stolen.txt' }] } }));
   });
 });
 
