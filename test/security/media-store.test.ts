@@ -651,6 +651,10 @@ describeWithDocker('media store attacks through the platform router', () => {
       expect([source, ...outcome(response)]).toEqual([source, status, code]);
     }
 
+    // nginx passes the path on as it was sent; the store decodes it once and finds the escape.
+    const planted = await send(router, { method: 'PUT', path: `/${ownBucket}/%2E%2E/${target}/uploads/planted.txt`, body: 'planted', key: attackerKey });
+    expect(outcome(planted)).toEqual([400, 'InvalidArgument']);
+
     const tampered = await send(router, { method: 'PUT', path: `/${ownBucket}/doc.txt`, body: 'tampered', payloadHash: sha256('promised'), key: attackerKey });
     expect(outcome(tampered)).toEqual([400, 'XAmzContentSHA256Mismatch']);
 

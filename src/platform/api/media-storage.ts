@@ -195,8 +195,8 @@ export class S3MediaStorage implements MediaStorage {
 
   /**
    * Restarts from the first page after every batch: deleting under a continuation token may skip
-   * keys. s3rver deletes a batch's objects in parallel and its cleanup of emptied directories races
-   * with itself (a 500 after the objects are gone), so a failed batch is listed and tried again.
+   * keys. A batch that fails with a 5xx (an external S3's hiccup; s3rver's own parallel deletes
+   * used to race their directory clean-up) is listed and tried again.
    */
   private async emptyBucket(bucket: string): Promise<void> {
     for (let failedRounds = 0; ; ) {
