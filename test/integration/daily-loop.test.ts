@@ -58,7 +58,7 @@ describeWithDocker('the daily loop', () => {
     // A second checkout pushes; the first pulls with no arguments and gets it.
     const other = join(parent, 'second');
     // The credential helper `create` configured, handed to the clone the way `project setup` does.
-    const helper = (await gitIn(dir, ['config', '--get-regexp', '^credential\\.'])).stdout.trim();
+    const helper = (await gitIn(dir, ['config', '--local', '--get-regexp', '^credential\\.'])).stdout.trim();
     const [helperKey, ...helperValue] = helper.split(' ');
     const url = (await gitIn(dir, ['remote', 'get-url', 'origin'])).stdout.trim();
     const cloned = await gitIn(parent, ['-c', `${helperKey}=${helperValue.join(' ')}`, 'clone', '--quiet', url, other]);
