@@ -65,8 +65,14 @@ describeWithDocker('database transfers between local and the platform', () => {
     (await execa('docker', ['exec', '-i', await clusterContainer(), 'psql', '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-U', 'postgres', '-d', database], { input: sql })).stdout.trim();
   const envDb = (environment: 'test' | 'live') => `${slug.replace(/-/g, '_')}_${environment}`;
   const scratchDatabases = () => clusterSql(`SELECT string_agg(datname, ',') FROM pg_database WHERE datname LIKE 'divio\\_tx\\_%'`);
-  const backupDatabases = (environment: 'test' | 'live') =>
-    clusterSql(`SELECT count(*) FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE r.rolname = '${envDb(environment)}' AND datname LIKE 'divio\\_bk\\_%'`);
+  /** Backup databases of the environment still on the cluster (an import's backup is named after its transfer; pruned ones until dropped). */
+  const backupNames = (environment: 'test' | 'live') =>
+    clusterSql(
+      `SELECT coalesce(string_agg(d.datname, ',' ORDER BY d.datname), '') FROM pg_database d JOIN db_transfers t ON d.datname = 'divio_bk_' || t.id
+         JOIN environments e ON e.id = t.environment_id WHERE e.db_name = '${envDb(environment)}'`,
+      'divio_platform',
+    ).then((names) => names.split(',').filter(Boolean));
+  const backupDatabases = async (environment: 'test' | 'live') => String((await backupNames(environment)).length);
   const localTempDatabases = () => localSql(`SELECT count(*) FROM pg_database WHERE datname LIKE 'app\\_\\_divio\\_%'`, 'postgres');
   /** The database a pull replaced is dropped in the background, so "none left" may take a moment. */
   const noLocalTempDatabases = () => waitFor(async () => (await localTempDatabases()) === '0', 'no temporary local database', 20_000);
@@ -136,13 +142,14 @@ describeWithDocker('database transfers between local and the platform', () => {
     const live = envDb('live');
     expect(await clusterSql(`SELECT has_database_privilege('${test}', '${live}', 'CONNECT')`)).toBe('f');
     expect(await clusterSql(`SELECT has_database_privilege('${live}', '${test}', 'CONNECT')`)).toBe('f');
-    const backups = (await clusterSql(`SELECT datname || ':' || datallowconn::int FROM pg_database WHERE pg_get_userbyid(datdba) = '${test}' AND datname LIKE 'divio\\_bk\\_%'`)).split('\n');
+    const backups = await backupNames('test');
     expect(backups.length).toBeGreaterThan(0);
-    for (const entry of backups) {
-      const [name, allow] = entry.split(':');
-      // Nobody can connect to a backup (it is only ever copied), and the other environment has no grant at all.
-      expect(allow).toBe('0');
+    for (const name of backups) {
+      // Nobody can connect to a backup (it is only ever copied); it is the admin's, so its environment's role
+      // cannot open it again, and neither environment has a grant at all.
+      expect(await clusterSql(`SELECT pg_get_userbyid(datdba) || ':' || datallowconn::int FROM pg_database WHERE datname = '${name}'`)).toBe('postgres:0');
       expect(await clusterSql(`SELECT has_database_privilege('${live}', '${name}', 'CONNECT')`)).toBe('f');
+      expect(await clusterSql(`SELECT has_database_privilege('${test}', '${name}', 'CONNECT')`)).toBe('f');
     }
     // A real connection as live's role to test's database is refused by the server.
     const denied = await execa('docker', ['exec', await clusterContainer(), 'psql', '-X', '-h', '127.0.0.1', '-U', live, '-d', test, '-c', 'SELECT 1'], {
@@ -300,7 +307,9 @@ describeWithDocker('database transfers between local and the platform', () => {
 
   it("deleting the app drops its environments' databases and every backup with them", async () => {
     expect(Number(await backupDatabases('test'))).toBeGreaterThan(0);
-    const owned = (await clusterSql(`SELECT string_agg(quote_literal(datname), ',') FROM pg_database WHERE pg_get_userbyid(datdba) IN ('${envDb('test')}', '${envDb('live')}')`)).trim();
+    const backups = [...(await backupNames('test')), ...(await backupNames('live'))];
+    const owned = (await clusterSql(`SELECT string_agg(quote_literal(datname), ',') FROM pg_database WHERE pg_get_userbyid(datdba) IN ('${envDb('test')}', '${envDb('live')}')`)).trim()
+      + backups.map((name) => `,'${name}'`).join('');
     const deleted = await request(platform().endpoint, `/v1/apps/${slug}`, { method: 'DELETE', token });
     expect(deleted.status).toBe(204);
     for (const environment of ['test', 'live'] as const) {

@@ -10,7 +10,7 @@ import type { RuntimeConfig } from '../runtime-config.js';
 import { ApiError, conflict } from './errors.js';
 import { mediaBucketName } from './media-storage.js';
 import type { DatabaseCluster, GitHosting, MediaStorage } from './parts.js';
-import { databaseName } from './resource-names.js';
+import { databaseName, reservedDatabaseName } from './resource-names.js';
 import type { AppRow, EnvironmentRow, Store, UserRow } from './store.js';
 
 export interface AppsDeps {
@@ -20,6 +20,8 @@ export interface AppsDeps {
   git: GitHosting;
   config: Pick<RuntimeConfig, 'publicUrl' | 'domain' | 'media'>;
   log: (line: string) => void;
+  /** Drops the scratch and backup databases of an environment's imports (absent without pg tools: there are none). */
+  transfers?: { dropEnvironmentDatabases(env: EnvironmentRow): Promise<void> };
 }
 
 export class AppsService {
@@ -38,7 +40,13 @@ export class AppsService {
       media_access_key: null,
       media_secret_key: null,
     }));
-    const app = await store.insertApp(owner.id, slug, boilerplate, environments);
+    for (const env of environments) {
+      const why = reservedDatabaseName(env.db_name);
+      if (why) throw conflict(`"${slug}" would name its database and role "${env.db_name}", and ${why}; choose another slug`, 'body.slug');
+    }
+    const app = await store.insertApp(owner.id, slug, boilerplate, environments).catch((error: unknown) => {
+      throw nameTaken(error, slug) ?? error;
+    });
     if (!app) throw conflict(`An app called "${slug}" already exists`, 'body.slug');
     try {
       await this.provision(app);
@@ -48,6 +56,8 @@ export class AppsService {
       await this.teardown(app).catch((undoError) =>
         this.deps.log(`undoing ${slug} failed too: ${describe(undoError)}; the next API start retries`),
       );
+      // A name the cluster has that is not the platform's: the user can do something about that.
+      if (error instanceof ApiError && error.status === 409) throw error;
       throw new ApiError(503, 'provisioning_failed', `The platform could not create "${slug}"; nothing was kept`, {
         hint: 'Try again; if it keeps failing, the operator should check `divio platform status`.',
       });
@@ -94,6 +104,8 @@ export class AppsService {
   private async teardown(app: AppRow): Promise<void> {
     const { store, cluster, media, git } = this.deps;
     for (const env of await store.environments([app.id])) {
+      // Before the role goes: its backups and scratch databases are the admin's, so not found by the role.
+      await this.deps.transfers?.dropEnvironmentDatabases(env);
       await cluster.deprovision({ database: env.db_name, role: env.db_role });
       await media.deprovision({ bucket: env.media_bucket });
     }
@@ -135,6 +147,21 @@ export class AppsService {
 export function environmentUrl(publicUrl: string, domain: string, env: string, slug: string): string {
   const base = new URL(publicUrl);
   return `${base.protocol}//${env}-${slug}.${domain}${base.port ? `:${base.port}` : ''}`;
+}
+
+/** Names derived from two slugs can be equal (a shortened name carries a hash anyone can compute): refused, not a 500. */
+const NAME_COLUMNS: Record<string, string> = {
+  environments_db_name_key: 'database',
+  environments_db_role_key: 'database role',
+  environments_media_bucket_key: 'media bucket',
+};
+
+function nameTaken(error: unknown, slug: string): ApiError | undefined {
+  const { code, constraint, detail } = error as { code?: string; constraint?: string; detail?: string };
+  const what = code === '23505' && constraint ? NAME_COLUMNS[constraint] : undefined;
+  if (!what) return undefined;
+  const name = /=\((.*)\) already exists/.exec(detail ?? '')?.[1];
+  return conflict(`"${slug}" would name its ${what}${name ? ` "${name}"` : ''}, which another app already has; choose another slug`, 'body.slug');
 }
 
 function describe(error: unknown): string {

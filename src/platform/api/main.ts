@@ -29,7 +29,7 @@ async function main(): Promise<void> {
   const store = new Store(pool, secrets);
   await store.ensureOperator(config.operator.name, { id: config.operator.tokenId, hash: config.operator.tokenHash });
 
-  const cluster = new PostgresCluster(config.database.adminUrl, config.database.appHost, config.database.appPort);
+  const cluster = new PostgresCluster(config.database.adminUrl, config.database.appHost, config.database.appPort, config.database.platformDatabase);
   const git = new BareRepositories(config.git.root);
   const media = new S3MediaStorage(config.media);
   const deployments = new DeploymentStore(pool, secrets);

@@ -152,6 +152,24 @@ const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE tokens ADD COLUMN expires_at timestamptz;
     `,
   },
+  {
+    id: 5,
+    name: 'roles and databases the platform created on the cluster',
+    sql: `
+      -- On a shared cluster a role or database with an environment's name may be someone else's:
+      -- the platform changes and drops only what is recorded here as its own.
+      CREATE TABLE cluster_resources (
+        kind text NOT NULL CHECK (kind IN ('role', 'database')),
+        name text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (kind, name)
+      );
+      -- Environments that exist were provisioned by the platform.
+      INSERT INTO cluster_resources (kind, name)
+        SELECT 'role', db_role FROM environments UNION SELECT 'database', db_name FROM environments
+        ON CONFLICT DO NOTHING;
+    `,
+  },
 ];
 
 const LOCK_KEY = 0x64697669; // "divi"

@@ -120,6 +120,15 @@ export class DataStore {
     return rows.map((r) => r.database);
   }
 
+  /** Every database an environment's imports and restores made or kept: scratch and backup names, for deleting the app. */
+  async importDatabases(environmentId: string): Promise<{ id: string; scratch_db: string | null }[]> {
+    const { rows } = await this.db.query<{ id: string; scratch_db: string | null }>(
+      "SELECT id, scratch_db FROM db_transfers WHERE environment_id = $1 AND kind = 'import'",
+      [environmentId],
+    );
+    return rows;
+  }
+
   async deleteBackup(id: string): Promise<void> {
     await this.db.query('DELETE FROM db_backups WHERE id = $1', [id]);
   }

@@ -8,6 +8,10 @@
  * - restore: a backup is copied and swapped in the same way (the replaced database kept too).
  * A failure at any point, the client going away, or a platform restart leaves the environment's
  * database as it was; scratch databases are dropped on failure, at the next import, and at start.
+ *
+ * pg_dump and pg_restore connect as the environment's own role, never as the admin: a dump is
+ * the tenant's SQL (a CHECK constraint, a default, a trigger can run code while rows are copied),
+ * and as the admin it could `RESET ROLE` and do anything. As the role it can do what the app can.
  */
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -17,7 +21,7 @@ import type { EnvironmentRow } from '../store.js';
 import { ApiError } from '../errors.js';
 import { BACKUP_PREFIX, ClusterDatabases, SCRATCH_PREFIX, backupName, scratchName } from './cluster-databases.js';
 import { DataStore, type BackupRow, type TransferRow } from './data-store.js';
-import { connectionArgs, connectionEnv, connectionOf, pgToolPath, type PgConnection } from './pg-tools.js';
+import { asRole, connectionArgs, connectionEnv, connectionOf, pgToolPath, type PgConnection } from './pg-tools.js';
 import { DigestMeter } from '../../../shared/digest-meter.js';
 
 export interface DatabaseTransfersDeps {
@@ -39,14 +43,17 @@ export interface Replaced {
 /** Session settings for restores into a scratch database: nothing there needs crash safety per commit. */
 const RESTORE_PGOPTIONS = '-c synchronous_commit=off -c maintenance_work_mem=256MB';
 const RESTARTED = 'the platform restarted during this transfer';
+/** How often to look for the restore's own session while the scratch database admits the role. */
+const ADMIT_POLL_MS = 50;
 
 export class DatabaseTransfers {
-  private readonly connection: PgConnection;
+  /** The cluster's host and port (from the admin URL); the user and password are always the environment's. */
+  private readonly cluster: PgConnection;
   /** Transfers this process is working on: an open row not in here was abandoned. */
   private readonly active = new Set<string>();
 
   constructor(private readonly deps: DatabaseTransfersDeps) {
-    this.connection = connectionOf(deps.adminUrl);
+    this.cluster = connectionOf(deps.adminUrl);
   }
 
   /** Stream `env`'s database to `res` as a custom-format dump (data blocks at zlib `level`). */
@@ -56,8 +63,9 @@ export class DatabaseTransfers {
     await this.deps.store.insertTransfer({ id, environmentId: env.id, kind: 'dump', state: 'running', scratchDb: null });
     this.active.add(id);
     try {
-      const child = execa(pgDump, ['--format=custom', `--compress=${level}`, ...connectionArgs(this.connection, env.db_name)], {
-        env: connectionEnv(this.connection),
+      const connection = this.roleOf(env);
+      const child = execa(pgDump, ['--format=custom', `--compress=${level}`, ...connectionArgs(connection, env.db_name)], {
+        env: connectionEnv(connection),
         extendEnv: false,
         stdin: 'ignore',
         stdout: 'pipe',
@@ -119,11 +127,15 @@ export class DatabaseTransfers {
     this.active.add(id);
     try {
       await this.deps.cluster.createScratch(scratch, env.db_role);
+      const connection = this.roleOf(env);
+      // Names the restore's session among any others of the role; only this process knows it.
+      const tag = `divio-restore-${randomBytes(12).toString('hex')}`;
+      await this.deps.cluster.admit(scratch, env.db_role);
       const child = execa(
         pgRestore,
-        ['--exit-on-error', '--no-owner', '--no-acl', `--role=${env.db_role}`, ...connectionArgs(this.connection, scratch)],
+        ['--exit-on-error', '--no-owner', '--no-acl', ...connectionArgs(connection, scratch)],
         {
-          env: connectionEnv(this.connection, { PGOPTIONS: RESTORE_PGOPTIONS }),
+          env: connectionEnv(connection, { PGOPTIONS: RESTORE_PGOPTIONS, PGAPPNAME: tag }),
           extendEnv: false,
           stdin: 'pipe',
           stdout: 'ignore',
@@ -142,15 +154,26 @@ export class DatabaseTransfers {
           child.kill();
         }
       });
+      const intruders = this.admitOnlyRestore(scratch, env.db_role, tag, child);
+      // Awaited below; a rejection meanwhile must not count as unhandled.
+      intruders.catch(() => undefined);
       req.pipe(meter).pipe(stdin);
       const result = await child;
-      if (clientGone || result.exitCode !== 0) {
+      const intruded = await intruders;
+      if (clientGone || intruded || result.exitCode !== 0) {
         const reason = clientGone
           ? 'the upload ended before the dump was complete'
-          : lastLines(String(result.stderr)) || `pg_restore exited with ${result.exitCode}`;
+          : intruded
+            ? "another session connected to the import's scratch database"
+            : lastLines(String(result.stderr)) || `pg_restore exited with ${result.exitCode}`;
         await this.discard(id, scratch, reason);
         // The rest of the body is read and dropped, so the client gets this answer, not a reset.
         if (!clientGone) await drain(req, meter);
+        if (intruded) {
+          throw new ApiError(409, 'conflict', 'Another session connected to the database this import was being restored into; nothing changed', {
+            hint: 'Only the platform may connect there while a dump is restored: try again.',
+          });
+        }
         throw new ApiError(422, 'restore_failed', `The dump did not restore; nothing changed: ${reason}`, {
           hint: 'Make the dump again (`divio project export db`) and check it restores locally (`divio project import db`).',
         });
@@ -199,7 +222,7 @@ export class DatabaseTransfers {
     this.active.add(id);
     try {
       try {
-        await this.deps.cluster.cloneInto(backup.database, scratch, env.db_role);
+        await this.deps.cluster.cloneInto(backup.database, scratch);
       } catch (error) {
         await this.discard(id, scratch, describe(error));
         throw error;
@@ -220,6 +243,21 @@ export class DatabaseTransfers {
 
   get backupsKeep(): number {
     return this.deps.backupsKeep;
+  }
+
+  /**
+   * Drop every scratch and backup database the environment's imports made (its app is being
+   * deleted). They belong to the admin, so dropping the environment's role would not find them.
+   */
+  async dropEnvironmentDatabases(env: EnvironmentRow): Promise<void> {
+    const { store, cluster } = this.deps;
+    const names = new Set<string>();
+    for (const row of await store.importDatabases(env.id)) {
+      if (row.scratch_db) names.add(row.scratch_db);
+      names.add(backupName(row.id));
+    }
+    for (const backup of await store.backups(env.id)) names.add(backup.database);
+    for (const name of names) await cluster.drop(name);
   }
 
   /**
@@ -251,7 +289,10 @@ export class DatabaseTransfers {
     // Backups pruned from the list whose drop a restart cut short.
     const kept = new Set(await store.allBackupDatabases());
     for (const name of await cluster.namesWithPrefix(BACKUP_PREFIX)) {
-      if (kept.has(name)) continue;
+      if (kept.has(name)) {
+        await cluster.closeBackup(name);
+        continue;
+      }
       await cluster.drop(name);
       log(`dropped the pruned backup database ${name}`);
     }
@@ -263,7 +304,7 @@ export class DatabaseTransfers {
     const kept = backupName(row.id);
     let replaced: boolean;
     try {
-      replaced = await cluster.swapIn(env.db_name, scratch, kept);
+      replaced = await cluster.swapIn(env.db_name, scratch, kept, env.db_role);
     } catch (error) {
       await this.discard(row.id, scratch, `the swap failed: ${describe(error)}`);
       throw new ApiError(503, 'swap_failed', `The new database could not be swapped in; nothing changed: ${describe(error)}`, {
@@ -310,6 +351,39 @@ export class DatabaseTransfers {
 
   private async fail(id: string, reason: string): Promise<void> {
     await this.deps.store.advance(id, ['running', 'restored', 'swapping'], { state: 'failed', error: reason.slice(0, 2000) });
+  }
+
+  /**
+   * While the scratch database admits the role, wait for the restore's own session (by its tag),
+   * then shut it: from then on no new session of the role gets in. Any other session that got in
+   * meanwhile is ended; true when there was one (or two carried the tag, so ours is not known).
+   */
+  private async admitOnlyRestore(scratch: string, role: string, tag: string, child: ResultPromise): Promise<boolean> {
+    const { cluster } = this.deps;
+    let exited = child.exitCode !== null;
+    const onExit = () => {
+      exited = true;
+    };
+    child.once('exit', onExit);
+    let ours: number[] = [];
+    try {
+      while (!exited) {
+        ours = (await cluster.sessions(scratch)).filter((s) => s.applicationName === tag).map((s) => s.pid);
+        if (ours.length) break;
+        await new Promise((resolve) => setTimeout(resolve, ADMIT_POLL_MS));
+      }
+    } finally {
+      child.off('exit', onExit);
+      await cluster.shut(scratch, role);
+    }
+    const keep = ours.length === 1 ? ours[0] : undefined;
+    const others = (await cluster.sessions(scratch)).filter((s) => s.pid !== keep).map((s) => s.pid);
+    await cluster.terminate(others);
+    return others.length > 0;
+  }
+
+  private roleOf(env: EnvironmentRow): PgConnection {
+    return asRole(this.cluster, env.db_role, env.db_password);
   }
 
   private async tool(name: 'pg_dump' | 'pg_restore'): Promise<string> {

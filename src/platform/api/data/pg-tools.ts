@@ -14,6 +14,8 @@ export interface PgConnection {
   port: number;
   user: string;
   password: string;
+  /** The admin URL's `sslmode`, when it has one: the tools reach the cluster the same way. */
+  sslmode?: string;
 }
 
 export const PG_TOOLS_ROOT = process.env.DIVIO_PG_TOOLS_ROOT ?? '/usr/lib/postgresql';
@@ -33,12 +35,22 @@ export async function pgToolPath(tool: PgTool, major: number, root = PG_TOOLS_RO
 /** Host, port and user for the tools' arguments; the password goes into their environment, never argv. */
 export function connectionOf(adminUrl: string): PgConnection {
   const url = new URL(adminUrl);
+  const sslmode = url.searchParams.get('sslmode');
   return {
     host: url.hostname,
     port: url.port ? Number(url.port) : 5432,
     user: decodeURIComponent(url.username),
     password: decodeURIComponent(url.password),
+    ...(sslmode ? { sslmode } : {}),
   };
+}
+
+/**
+ * The same cluster reached as an environment's own role. Dumps and restores run as that role, so
+ * SQL in a dump (or in the database being dumped) can do no more than the environment's app can.
+ */
+export function asRole(cluster: PgConnection, role: string, password: string): PgConnection {
+  return { ...cluster, user: role, password };
 }
 
 export function connectionArgs(connection: PgConnection, database: string): string[] {
@@ -46,5 +58,10 @@ export function connectionArgs(connection: PgConnection, database: string): stri
 }
 
 export function connectionEnv(connection: PgConnection, extra: Record<string, string> = {}): Record<string, string> {
-  return { PGPASSWORD: connection.password, PGCONNECT_TIMEOUT: '10', ...extra };
+  return {
+    PGPASSWORD: connection.password,
+    PGCONNECT_TIMEOUT: '10',
+    ...(connection.sslmode ? { PGSSLMODE: connection.sslmode } : {}),
+    ...extra,
+  };
 }
