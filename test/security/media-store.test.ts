@@ -536,6 +536,16 @@ describe('never a 500, and never outside the bucket, whatever the keys', () => {
     expect(await attackerKeys()).not.toContain('stolen.txt');
   });
 
+  it('a response header override or metadata with a line break is refused, not answered with a 500', async () => {
+    const query = { 'response-content-type': 'text/plain\r\nSet-Cookie: x=1' };
+    expect(outcome(await send(store, { method: 'GET', path: `/${VICTIM}/secret.txt`, query }))).toEqual([400, 'InvalidArgument']);
+    expect(outcome(await send(store, { method: 'GET', path: `/${ATTACKER}/mine.txt`, query, key: attacker }))).toEqual([400, 'InvalidArgument']);
+    // As stored metadata it would have broken every later read of the object.
+    const metadata = { 'x-amz-meta-note': 'a\r\nb' };
+    expect(outcome(await send(store, { method: 'PUT', path: `/${ATTACKER}/noted.txt`, query: metadata, body: 'noted', key: attacker }))).toEqual([400, 'InvalidArgument']);
+    expect(await attackerKeys()).toEqual(['mine.txt']);
+  });
+
   it('copies with generated x-amz-copy-source values answer a 4xx S3 error (or copy within the bucket), and the victim is unchanged', async () => {
     await fc.assert(
       fc.asyncProperty(fc.oneof(text, text.map((rest) => `${ATTACKER}/${rest}`), text.map((rest) => `/${ATTACKER}/${rest}`)), async (source) => {

@@ -392,6 +392,7 @@ function gate(
       const principal = await authenticate(ctx, keys, verifier, s3rver);
       authorise(principal, target, ctx, s3rver);
       refuseFormUploads(target, ctx, s3rver);
+      refuseUnsafeQueryHeaders(ctx, s3rver);
       confineCopySource(principal, ctx, s3rver);
       refuseChunkedUploads(ctx, s3rver);
       refuseUnstorableKeys(target, principal, s3rver);
@@ -798,6 +799,21 @@ function confineCopySource(principal: Principal, ctx: KoaContext, s3rver: S3rver
   const problem = keyProblemFor(principal)(source.key);
   if (problem) throw s3Error(s3rver, 'InvalidArgument', `Copy source key not supported by this store: ${problem}`, 400);
   ctx.req.headers['x-amz-copy-source'] = copySourceForS3rver(source.bucket, source.key);
+}
+
+/**
+ * s3rver turns `response-*` query parameters into response headers and `x-amz-*` ones into request
+ * headers (metadata it stores and later answers with). A value no header may carry (a line
+ * break) made Node throw: a 500, and for stored metadata a 500 on every later read of the object.
+ */
+function refuseUnsafeQueryHeaders(ctx: KoaContext, s3rver: S3rverModules): void {
+  for (const [name, value] of Object.entries(ctx.query)) {
+    const lower = name.toLowerCase();
+    if (!lower.startsWith('response-') && !lower.startsWith('x-amz-')) continue;
+    if ([value ?? ''].flat().some((text) => /[^\t\x20-\x7e\x80-\xff]/.test(text))) {
+      throw s3Error(s3rver, 'InvalidArgument', `The query parameter ${name} holds characters no HTTP header may carry`, 400);
+    }
+  }
 }
 
 function keyProblemFor(principal: Principal): (key: string) => string | undefined {
