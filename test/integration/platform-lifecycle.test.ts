@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { expect, it } from 'vitest';
 import { docker } from '../../src/core/docker.js';
 import { probeHttp } from '../../src/core/http-probe.js';
+import { SecretBox } from '../../src/platform/api/secrets.js';
 import { divio, json } from '../helpers/cli.js';
 import { describeWithDocker } from '../helpers/docker.js';
 import { operatorToken, usePlatform } from '../helpers/platform.js';
@@ -121,12 +122,15 @@ describeWithDocker('platform lifecycle', () => {
     const databases = app.environments.map((e: { database: { name: string } }) => e.database.name);
     await psql(`CREATE TABLE kept (v text); INSERT INTO kept VALUES ('row')`, databases[0]);
     // An app a crash left half-made: its row says provisioning, and one of its databases exists.
+    // Its password is sealed under the platform's key, as the API stores every one.
     const half = `half-${Math.random().toString(36).slice(2, 8)}`;
+    const platformSettings = JSON.parse(await readFile(join(platform().dataDir, 'platform.json'), 'utf8'));
+    const sealedPassword = SecretBox.fromConfig(platformSettings.secrets.secretsKey).seal('x', 'environments.db_password');
     await psql(`CREATE DATABASE ${half.replace('-', '_')}_test`);
     await psql(
       `WITH o AS (SELECT id FROM users WHERE name = 'operator'), a AS (INSERT INTO apps (slug, owner_id) SELECT '${half}', id FROM o RETURNING id)
        INSERT INTO environments (app_id, name, branch, db_name, db_role, db_password, media_bucket)
-       SELECT id, 'test', 'main', '${half.replace('-', '_')}_test', '${half.replace('-', '_')}_test', 'x', '${half}-test' FROM a`,
+       SELECT id, 'test', 'main', '${half.replace('-', '_')}_test', '${half.replace('-', '_')}_test', '${sealedPassword}', '${half}-test' FROM a`,
       'divio_platform',
     );
     expect((await api('/v1/users', { method: 'POST', body: { name } })).status).toBe(201);
