@@ -6,6 +6,7 @@
  * the whole request, so nothing changes.
  */
 import { parseXML } from '@aws-sdk/xml-builder';
+import { MAX_KEY_BYTES } from './object-keys.js';
 
 export const MAX_DELETE_KEYS = 1000;
 /** 1000 keys of 1024 bytes, escaped, with their elements. */
@@ -52,7 +53,7 @@ export function parseDeleteRequest(xml: string, keyProblem: (key: string) => str
     const problem = keyProblem(key);
     if (problem) {
       throw new DeleteRequestError(
-        Buffer.byteLength(key) > 1024 ? 'KeyTooLongError' : 'InvalidArgument',
+        Buffer.byteLength(key) > MAX_KEY_BYTES ? 'KeyTooLongError' : 'InvalidArgument',
         `Object key not supported by this store (object ${index + 1} of the request): ${problem}; nothing was deleted.`,
       );
     }

@@ -4,13 +4,11 @@
  * the rules below let through must name exactly one file inside its own bucket's directory.
  */
 
-const MAX_KEY_BYTES = 1024;
+export const MAX_KEY_BYTES = 1024;
 /** s3rver names an object's files SEGMENT + the longest of these suffixes; a file name has 255 bytes. */
 const LONGEST_STORE_SUFFIX = '._S3rver_metadata.json';
 const MAX_SEGMENT_BYTES = 255 - Buffer.byteLength(LONGEST_STORE_SUFFIX);
-export const STORE_MARKER = '._S3rver_';
-
-export { MAX_KEY_BYTES };
+const STORE_MARKER = '._S3rver_';
 
 /** The names s3rver can hold as one directory of the store (the platform's own are stricter still). */
 export function isStorableBucketName(bucket: string): boolean {

@@ -32,7 +32,7 @@ import { NodeSha256 } from '../../shared/node-sha256.js';
 import { abortUpload, hardenFilesystemStore, uploadKey, uploadParameterProblem, type FilesystemStore } from './s3rver-store.js';
 import { DigestError, expectedDigests, promiseDigests, readCheckedBody, type ExpectedDigests } from './body-digests.js';
 import { DeleteRequestError, MAX_DELETE_BODY_BYTES, parseDeleteRequest, renderDeleteResult } from './delete-objects.js';
-import { copySourceForS3rver, isStorableBucketName, objectKeyProblem, parseCopySource, tenantKeyProblem } from './object-keys.js';
+import { MAX_KEY_BYTES, copySourceForS3rver, isStorableBucketName, objectKeyProblem, parseCopySource, tenantKeyProblem } from './object-keys.js';
 
 /**
  * The per-environment key pairs the platform API writes and this server reloads. A pair with
@@ -397,7 +397,7 @@ function gate(
       refuseChunkedUploads(ctx, s3rver);
       refuseUnstorableKeys(target, principal, s3rver);
       await checkUpload(target, ctx, s3rver, store);
-      const digests = promisedDigests(ctx, s3rver);
+      const digests = digestsPromisedBy(ctx, s3rver);
       if (isAbortMultipartUpload(target, ctx)) {
         await abortUpload(store, target.bucket ?? '', String(ctx.query.uploadId));
         ctx.status = 204;
@@ -831,7 +831,7 @@ function refuseUnstorableKeys(target: Target, principal: Principal, s3rver: S3rv
   }
   const problem = keyProblemFor(principal)(key);
   if (problem) {
-    throw s3Error(s3rver, Buffer.byteLength(key) > 1024 ? 'KeyTooLongError' : 'InvalidArgument', `Object key not supported by this store: ${problem}`);
+    throw s3Error(s3rver, Buffer.byteLength(key) > MAX_KEY_BYTES ? 'KeyTooLongError' : 'InvalidArgument', `Object key not supported by this store: ${problem}`);
   }
 }
 
@@ -907,7 +907,7 @@ async function respondToDeleteObjects(
   ctx.body = renderDeleteResult(deleted, quiet);
 }
 
-function promisedDigests(ctx: KoaContext, s3rver: S3rverModules): ExpectedDigests {
+function digestsPromisedBy(ctx: KoaContext, s3rver: S3rverModules): ExpectedDigests {
   const queryName = Object.keys(ctx.query).find((name) => name.toLowerCase() === 'x-amz-content-sha256');
   const queryValue = queryName === undefined ? undefined : ctx.query[queryName];
   try {
