@@ -14,6 +14,7 @@ import { formatBytes, type IO } from '../../../core/io.js';
 import * as routes from '../../../shared/api/routes.js';
 import { dataId, type Backup, type EnvironmentName } from '../../../shared/api/schemas.js';
 import { importDatabase } from '../db/import.js';
+import type { Snapshot } from '../db/snapshots.js';
 import { openLocalDatabase } from '../db/local-database.js';
 import type { LocalEnvironment } from '../local-environment.js';
 import { dumpCompression, ensureLocalDatabase, type RemoteEnvironment } from './remote.js';
@@ -38,7 +39,12 @@ export interface DatabaseTransferResult {
   pruned?: string[];
 }
 
-export async function pullDatabase(local: LocalEnvironment, io: IO, remote: RemoteEnvironment, options: { signal?: AbortSignal } = {}): Promise<DatabaseTransferResult> {
+export async function pullDatabase(
+  local: LocalEnvironment,
+  io: IO,
+  remote: RemoteEnvironment,
+  options: { signal?: AbortSignal; snapshot?: boolean } = {},
+): Promise<DatabaseTransferResult & { snapshot: Snapshot | null }> {
   const started = Date.now();
   const { client, slug, environment } = remote;
   await ensureLocalDatabase(local, io);
@@ -58,6 +64,7 @@ export async function pullDatabase(local: LocalEnvironment, io: IO, remote: Remo
     streaming: true,
     signal: options.signal,
     describeSource: `the database of ${environment}`,
+    snapshotReason: options.snapshot === false ? null : `pull db ${environment}`,
     beforeSwap: async (received) => {
       const record = await client.call(routes.getDatabaseTransfer, { params: { ...params, id: transfer.data } });
       if (record.state !== 'completed') {
@@ -84,6 +91,7 @@ export async function pullDatabase(local: LocalEnvironment, io: IO, remote: Remo
     verified: true,
     compression,
     durationMs: Date.now() - started,
+    snapshot: imported.snapshot,
   };
 }
 

@@ -1,8 +1,8 @@
 /**
  * `divio project import db FILE|-`: restore a dump into the local database, atomically. The dump goes
  * into a fresh database; only when that restore fully succeeded is it swapped in place of the app's
- * database (one transaction), and the old one dropped. Any failure leaves the app's database exactly
- * as it was and drops the fresh one.
+ * database (one transaction), and the old one kept as a local snapshot (snapshots.ts). Any failure
+ * leaves the app's database exactly as it was and drops the fresh one.
  */
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
@@ -15,14 +15,13 @@ import { formatBytes, type IO } from '../../../core/io.js';
 import type { LocalEnvironment } from '../local-environment.js';
 import { openDump } from './dump-sniff.js';
 import { createPsqlGuard } from './psql-guard.js';
+import { swapInKeepingSnapshot, type Snapshot } from './snapshots.js';
 import {
   dropDatabase,
-  dropDatabaseInBackground,
   dropLeftoverDatabases,
   ident,
   openLocalDatabase,
   runSql,
-  swapInDatabase,
   tempDatabaseName,
   type LocalDatabase,
 } from './local-database.js';
@@ -45,6 +44,11 @@ export interface ImportOptions {
   signal?: AbortSignal;
   /** What the progress line calls the source (default: the dump). */
   describeSource?: string;
+  /**
+   * Why the database is replaced, recorded with the local snapshot that keeps the old one
+   * (default "import db"); null drops the old database instead.
+   */
+  snapshotReason?: string | null;
 }
 
 export interface ImportResult {
@@ -58,6 +62,8 @@ export interface ImportResult {
   durationMs: number;
   replacedExisting: boolean;
   leftoversDropped: string[];
+  /** The local snapshot keeping the database this import replaced (`divio project snapshots restore ID`). */
+  snapshot: Snapshot | null;
 }
 
 /** Server settings for the restore session only: a fresh database needs no crash-safety per commit. */
@@ -85,7 +91,6 @@ export async function importDatabase(local: LocalEnvironment, io: IO, options: I
 
   const token = randomBytes(5).toString('hex');
   const fresh = tempDatabaseName(db.name, 'import', token);
-  const old = tempDatabaseName(db.name, 'old', token);
   const describe = `${dump.format === 'custom' ? 'custom-format' : 'SQL'} dump${dump.compression === 'gzip' ? ' (gzip)' : ''}`;
 
   const abort = new AbortController();
@@ -111,8 +116,8 @@ export async function importDatabase(local: LocalEnvironment, io: IO, options: I
     const sha256 = hash.digest('hex');
     await options.beforeSwap?.({ bytes: bytesRead, sha256 });
     if (abort.signal.aborted) throw abort.signal.reason;
-    const { replaced } = await swapInDatabase(db, fresh, old);
-    if (replaced) await dropDatabaseInBackground(db, old);
+    const reason = options.snapshotReason === undefined ? 'import db' : options.snapshotReason;
+    const { replaced, snapshot } = await swapInKeepingSnapshot(db, fresh, reason, token);
     return {
       app: local.project.slug,
       database: db.name,
@@ -123,6 +128,7 @@ export async function importDatabase(local: LocalEnvironment, io: IO, options: I
       durationMs: Date.now() - started,
       replacedExisting: replaced,
       leftoversDropped,
+      snapshot,
     };
   } catch (error) {
     input.destroy();
