@@ -10,7 +10,7 @@ import { boilerplatesDir } from '../../core/assets.js';
 import { DivioError, ExitCode, InvalidInputError } from '../../core/errors.js';
 import { pathExists, writeFileAtomic } from '../../core/fs-util.js';
 import { loadProject, rememberCheckout, type Project } from '../../core/project.js';
-import { PROJECT_CONFIG_PATH, SLUG_PATTERN, LOCAL_STATE_PATH } from '../../shared/project-config.js';
+import { PROJECT_CONFIG_PATH, LOCAL_STATE_PATH, newSlugProblem } from '../../shared/project-config.js';
 import { syncComposeFile, ENV_LOCAL_FILE, GENERATED_COPY } from './compose-file.js';
 import { LIVE_CONFIG_OVERLAY } from './local-environment.js';
 
@@ -89,11 +89,8 @@ export async function scaffoldProject(options: ScaffoldOptions): Promise<Project
 
 /** Refuse a bad slug or an unknown boilerplate before anything is made. */
 export async function checkScaffoldInput(slug: string, boilerplate: string): Promise<void> {
-  if (!SLUG_PATTERN.test(slug)) {
-    throw new InvalidInputError(`"${slug}" is not a valid app slug`, {
-      hint: 'Use 2-63 lower-case letters, digits and "-", starting with a letter (e.g. "my-shop").',
-    });
-  }
+  const problem = newSlugProblem(slug);
+  if (problem) throw new InvalidInputError(`"${slug}" is not a valid app slug`, { hint: `${problem[0]!.toUpperCase()}${problem.slice(1)}.` });
   const available = await listBoilerplates();
   if (!available.includes(boilerplate)) {
     throw new InvalidInputError(`there is no boilerplate "${boilerplate}"`, { hint: `Choose one of: ${available.join(', ')}.` });

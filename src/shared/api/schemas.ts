@@ -6,7 +6,7 @@
 import { z } from '@hono/zod-openapi';
 
 export { z };
-import { SLUG_PATTERN } from '../project-config.js';
+import { SLUG_PATTERN, newSlugProblem } from '../project-config.js';
 import { MAX_TOKEN_LIFETIME_SECONDS, TOKEN_LIFETIME_PATTERN, lifetimeSeconds } from './tokens.js';
 
 export const slug = z
@@ -140,7 +140,13 @@ export const boilerplateName = z
   .regex(/^[a-z][a-z0-9-]{0,62}$/, 'must be a boilerplate name: lower-case letters, digits and "-"');
 
 export const createAppBody = z
-  .strictObject({ slug, boilerplate: boilerplateName.optional() })
+  .strictObject({
+    slug: slug.superRefine((value, ctx) => {
+      const problem = newSlugProblem(value);
+      if (problem) ctx.addIssue({ code: 'custom', message: `"${value}" cannot name a new app: ${problem}` });
+    }),
+    boilerplate: boilerplateName.optional(),
+  })
   .openapi('CreateAppBody');
 export type CreateAppBody = z.infer<typeof createAppBody>;
 
