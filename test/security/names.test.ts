@@ -3,7 +3,10 @@
  * would pass its limit is refused at create (400, never a 500, nothing made), by the API and by
  * the CLI before it registers anything; the longest allowed slug gets working names.
  */
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { execa } from 'execa';
+import { routeConfig } from '../../src/platform/api/deploy/deploy-service.js';
+import { renderRouterConfig } from '../../src/services/platform/router-config.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -52,5 +55,29 @@ describeWithDocker('names from slugs', () => {
       expect(label!.length).toBeLessThanOrEqual(63);
     }
     expect((await request(platform().endpoint, `/v1/apps/${longest}`, { method: 'DELETE', token: user.token })).status).toBeLessThan(300);
+  });
+});
+
+describeWithDocker('the router with the longest host names', () => {
+  it('nginx takes the configuration with a 58-character slug beside an ordinary app (one long name never breaks every route)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'divio-router-names-'));
+    try {
+      const longest = `m${'y'.repeat(57)}`;
+      const routes = [routeConfig(`live-${longest}.localhost`, `divio-app-${longest.slice(0, 40)}-live`), routeConfig('test-shop.localhost', 'divio-app-shop-test')];
+      const config = await renderRouterConfig({ name: 'divio', domain: 'localhost', s3: true, registry: true, appRoutes: routes.join('\n') });
+      await writeFile(join(dir, 'default.conf'), config);
+      const checked = await execa('docker', [
+        'run', '--rm', '--network', 'none',
+        '-v', `${join(dir, 'default.conf')}:/etc/nginx/conf.d/default.conf:ro`,
+        // As the router's spec does: the Debian image's default site would claim port 80 too.
+        '--tmpfs', '/etc/nginx/sites-enabled',
+        'nginx:bookworm', 'nginx', '-t',
+      ], {
+        reject: false,
+      });
+      expect(checked.exitCode, checked.stderr).toBe(0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
