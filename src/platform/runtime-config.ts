@@ -42,7 +42,18 @@ export const runtimeConfigSchema = z.strictObject({
     address: z.string(),
     /** How the API reaches the registry's HTTP API (to ask whether an image exists). */
     url: z.url().optional(),
+    /** The registry's account: the builder pushes with it, Swarm pulls with it (given per service). */
+    username: z.string().optional(),
+    password: z.string().optional(),
   }),
+  /** What one build, app task and release job may use (operator defaults, platform.json `limits`). */
+  limits: z
+    .strictObject({
+      build: z.strictObject({ timeoutSeconds: z.number().int().positive(), memoryMb: z.number().int().positive() }),
+      app: z.strictObject({ cpus: z.number().positive(), memoryMb: z.number().int().positive() }),
+      release: z.strictObject({ cpus: z.number().positive(), memoryMb: z.number().int().positive() }),
+    })
+    .optional(),
   /** Where app environments run and how they are routed (absent: deploying is not available). */
   runtime: z
     .strictObject({
@@ -50,6 +61,8 @@ export const runtimeConfigSchema = z.strictObject({
       routerService: z.string(),
       /** Directory (inside the API's container) the router includes `*.conf` app routes from. */
       routerAppsDir: z.string(),
+      /** The bridge network builds run on (cut off from the host and the platform); the engine's default when absent. */
+      buildNetwork: z.string().optional(),
     })
     .optional(),
   git: z.strictObject({ root: z.string() }),

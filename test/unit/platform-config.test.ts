@@ -221,6 +221,7 @@ describe('service specs', () => {
     images: { platform: 'sha256:platform', postgres: 'sha256:pg', registry: 'sha256:reg', router: 'sha256:nginx' },
     configSecret: { id: 'cfg-id', name: 'divio-config-abc' },
     postgresSecret: { id: 'pw-id', name: 'divio-postgres-password-abc' },
+    registrySecret: { id: 'reg-id', name: 'divio-registry-htpasswd-abc' },
     routerConfigHash: 'r1',
   });
 

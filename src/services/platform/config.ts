@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../../core/assets.js';
 import { runtimeConfigSchema, type RuntimeConfig } from '../../platform/runtime-config.js';
-import type { PlatformSettings } from './settings.js';
+import { REGISTRY_USER, limitsSchema, withRegistrySecrets, type PlatformSettings } from './settings.js';
 
 export const OPERATOR_NAME = 'operator';
 export const PLATFORM_DATABASE = 'divio_platform';
@@ -31,6 +31,16 @@ export function serviceName(name: string, component: string): string {
 
 export function networkName(name: string): string {
   return `${name}-net`;
+}
+
+/** The bridge network builds run on: not the overlay, so a RUN step reaches no platform service. */
+export function buildNetworkName(name: string): string {
+  return `${name}-build`;
+}
+
+/** The build network's Linux bridge: named, so firewall rules can name it (15 characters at most). */
+export function buildBridgeName(name: string): string {
+  return `dvb-${createHash('sha256').update(name).digest('hex').slice(0, 11)}`;
 }
 
 /** Where the CLI and users reach the platform. */
@@ -87,12 +97,23 @@ export function buildRuntimeConfig(settings: PlatformSettings, version = package
     media,
     // The router forwards /v2/ to the registry: the engine pushes and pulls through the one public port.
     registry: external.registry
-      ? { address: external.registry.address, url: `https://${external.registry.address}` }
-      : { address: `127.0.0.1:${port}`, url: `http://${serviceName(name, 'registry')}:${REGISTRY_PORT}` },
+      ? {
+          address: external.registry.address,
+          url: `https://${external.registry.address}`,
+          ...(external.registry.username ? { username: external.registry.username, password: external.registry.password ?? '' } : {}),
+        }
+      : {
+          address: `127.0.0.1:${port}`,
+          url: `http://${serviceName(name, 'registry')}:${REGISTRY_PORT}`,
+          username: REGISTRY_USER,
+          password: withRegistrySecrets(secrets).registryPassword!,
+        },
+    limits: limitsSchema.parse(settings.limits ?? {}),
     runtime: {
       network: networkName(name),
       routerService: serviceName(name, 'router'),
       routerAppsDir: CONTAINER_PATHS.routerApps,
+      buildNetwork: buildNetworkName(name),
     },
     git: { root: CONTAINER_PATHS.git },
     ...(settings.backupsKeep !== undefined ? { backups: { keep: settings.backupsKeep } } : {}),

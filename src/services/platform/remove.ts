@@ -5,6 +5,7 @@
 import { rm } from 'node:fs/promises';
 import { docker } from '../../core/docker.js';
 import { networkName } from './config.js';
+import { removeBuildNetwork } from './build-network.js';
 import { ensureSwarm, listPlatformSecrets, platformServices } from './swarm.js';
 
 export interface RemoveOptions {
@@ -19,6 +20,8 @@ export async function removePlatform(name: string, options: RemoveOptions = {}):
   const swarm = await ensureSwarm({ init: false }).catch(() => 'none' as const);
   if (swarm !== 'none') {
     const services = await platformServices(name);
+    // The API's image holds the build network's firewall script, run again to remove its rules.
+    const platformImage = services.find((s) => s.Spec?.Labels?.['divio.component'] === 'api')?.Spec?.TaskTemplate as { ContainerSpec?: { Image?: string } } | undefined;
     for (const service of services) {
       await docker()
         .getService(service.ID)
@@ -34,6 +37,7 @@ export async function removePlatform(name: string, options: RemoveOptions = {}):
       await retry(deadline, () => docker().getSecret(secret.id).remove());
     }
     await removeNetwork(networkName(name), deadline);
+    await removeBuildNetwork(name, platformImage?.ContainerSpec?.Image);
   }
   if (options.dataDir && options.keepData === false) {
     // Files under it belong to container users (root, postgres): removing them needs the rights we run with.

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
+import bcrypt from 'bcryptjs';
 import { z } from 'zod';
 import { DivioError, ExitCode, InvalidInputError } from '../../core/errors.js';
 import { writeFileAtomic } from '../../core/fs-util.js';
@@ -34,8 +35,40 @@ const externalSchema = z.strictObject({
       secretAccessKey: z.string().min(1),
     })
     .optional(),
-  registry: z.strictObject({ address: z.string().min(1) }).optional(),
+  registry: z
+    .strictObject({ address: z.string().min(1), username: z.string().min(1).optional(), password: z.string().min(1).optional() })
+    .optional(),
 });
+
+/**
+ * Operator defaults for what one build, one app task and one release job may use. Edit them in
+ * platform.json (`limits`) and run `divio platform start` again; they apply to the next build and
+ * the next deployment.
+ */
+export const limitsSchema = z.strictObject({
+  build: z
+    .strictObject({
+      /** A build running longer is stopped and the deployment fails with that reason. */
+      timeoutSeconds: z.number().int().min(60).max(6 * 3600).default(20 * 60),
+      /** Memory (no swap) of each RUN step's container. */
+      memoryMb: z.number().int().min(64).max(1024 * 1024).default(2048),
+    })
+    .prefault({}),
+  app: z
+    .strictObject({
+      cpus: z.number().min(0.01).max(1024).default(1),
+      memoryMb: z.number().int().min(16).max(1024 * 1024).default(512),
+    })
+    .prefault({}),
+  release: z
+    .strictObject({
+      cpus: z.number().min(0.01).max(1024).default(1),
+      memoryMb: z.number().int().min(16).max(1024 * 1024).default(512),
+    })
+    .prefault({}),
+});
+
+export type PlatformLimits = z.output<typeof limitsSchema>;
 
 export const settingsSchema = z.strictObject({
   name: z.string().regex(NAME_PATTERN),
@@ -47,11 +80,21 @@ export const settingsSchema = z.strictObject({
     mediaSecretAccessKey: z.string().min(16),
     /** Seals the secrets the API stores in its database; added to older settings at the next start. */
     secretsKey: z.string().regex(/^[A-Za-z0-9_-]{43}$/).optional(),
+    /**
+     * The embedded registry's one account (user `divio`): only the API (pushes, manifest checks)
+     * and Swarm (pulls, given per service) hold it. Added to older settings at the next start. The
+     * bcrypt hash is kept so the registry's htpasswd secret is the same at every start (a new salt
+     * would restart the registry each time).
+     */
+    registryPassword: z.string().min(16).optional(),
+    registryPasswordHash: z.string().startsWith('$2').optional(),
   }),
   operator: z.strictObject({ tokenId: z.string(), tokenHash: z.string() }).optional(),
   external: externalSchema.default({}),
   /** Database copies kept per environment (absent: the platform's default, 3). */
   backupsKeep: z.number().int().min(1).max(100).optional(),
+  /** Absent: the defaults of limitsSchema. */
+  limits: limitsSchema.optional(),
 });
 
 export type PlatformSettings = z.output<typeof settingsSchema>;
@@ -113,12 +156,28 @@ function randomAlphanumeric(length: number, alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWX
 }
 
 export function generateSecrets(): PlatformSettings['secrets'] {
-  return {
+  return withRegistrySecrets({
     postgresPassword: randomBytes(24).toString('base64url'),
     mediaAccessKeyId: `DIVIO${randomAlphanumeric(15)}`,
     mediaSecretAccessKey: randomAlphanumeric(40, 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789'),
     secretsKey: randomBytes(32).toString('base64url'),
-  };
+  });
+}
+
+export const REGISTRY_USER = 'divio';
+
+/** The registry's password and its bcrypt hash (the only hash the registry's htpasswd accepts), made once. */
+export function withRegistrySecrets(secrets: PlatformSettings['secrets']): PlatformSettings['secrets'] {
+  if (secrets.registryPassword && secrets.registryPasswordHash && bcrypt.compareSync(secrets.registryPassword, secrets.registryPasswordHash)) {
+    return secrets;
+  }
+  const password = secrets.registryPassword ?? randomBytes(24).toString('base64url');
+  return { ...secrets, registryPassword: password, registryPasswordHash: bcrypt.hashSync(password, 10) };
+}
+
+/** The embedded registry's htpasswd file: one line, the platform's account. */
+export function registryHtpasswd(secrets: PlatformSettings['secrets']): string {
+  return `${REGISTRY_USER}:${withRegistrySecrets(secrets).registryPasswordHash}\n`;
 }
 
 export interface SettingsFlags {
@@ -181,7 +240,7 @@ export async function resolveSettings(
     settings: {
       ...stored,
       // Platforms from before secrets were sealed get their key now; the API then seals what it stored.
-      secrets: { ...stored.secrets, secretsKey: stored.secrets.secretsKey ?? randomBytes(32).toString('base64url') },
+      secrets: withRegistrySecrets({ ...stored.secrets, secretsKey: stored.secrets.secretsKey ?? randomBytes(32).toString('base64url') }),
       domain: flags.domain ?? stored.domain,
       port: flags.port ?? stored.port,
       ...(flags.backupsKeep !== undefined ? { backupsKeep: flags.backupsKeep } : {}),

@@ -30,6 +30,7 @@ export const LABEL_SECRET_KIND = 'divio.secret';
 export const IMAGES = { postgres: 'postgres:15', registry: 'registry:2', router: 'nginx:bookworm' } as const;
 
 const SECOND = 1_000_000_000;
+const REGISTRY_HTPASSWD_PATH = '/run/secrets/registry-htpasswd';
 
 /** The components this platform runs itself: external parts have no service. */
 export function componentsOf(settings: PlatformSettings): Component[] {
@@ -54,6 +55,8 @@ export interface SpecContext {
   configSecret: SecretRef;
   /** Absent when the database is external. */
   postgresSecret?: SecretRef;
+  /** The embedded registry's htpasswd file; absent when the registry is external. */
+  registrySecret?: SecretRef;
   /** Digest of DATA/router/nginx.conf: a new config means a new router task. */
   routerConfigHash: string;
   /**
@@ -163,9 +166,28 @@ export function componentSpec(ctx: SpecContext, component: Component): Component
       });
     }
     case 'registry':
+      if (!ctx.registrySecret) throw new Error('the embedded registry needs its htpasswd secret');
       return baseSpec(ctx, component, {
         Image: ctx.images.registry,
-        Env: ['REGISTRY_STORAGE_DELETE_ENABLED=true', `REGISTRY_HTTP_ADDR=0.0.0.0:${REGISTRY_PORT}`],
+        Env: [
+          // Nothing is ever deleted through the registry's API (the router refuses DELETE as well):
+          // a deployed digest must stay pullable, whoever holds the account.
+          'REGISTRY_STORAGE_DELETE_ENABLED=false',
+          `REGISTRY_HTTP_ADDR=0.0.0.0:${REGISTRY_PORT}`,
+          // The account is checked by the registry itself, not by the router: the registry is also
+          // reachable on the platform's network, where no router stands in the way. htpasswd (bcrypt)
+          // is the one auth the registry image here offers besides token servers.
+          'REGISTRY_AUTH=htpasswd',
+          'REGISTRY_AUTH_HTPASSWD_REALM=divio-registry',
+          `REGISTRY_AUTH_HTPASSWD_PATH=${REGISTRY_HTPASSWD_PATH}`,
+        ],
+        Secrets: [
+          {
+            SecretID: ctx.registrySecret.id,
+            SecretName: ctx.registrySecret.name,
+            File: { Name: REGISTRY_HTPASSWD_PATH.split('/').pop()!, UID: '0', GID: '0', Mode: 0o444 },
+          },
+        ],
         Mounts: [bind(paths.registry, '/var/lib/registry')],
         StopGracePeriod: 30 * SECOND,
       });

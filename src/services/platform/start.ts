@@ -23,11 +23,14 @@ import {
   shortHash,
 } from './config.js';
 import { ensurePlatformImage, localImageId, pruneOldPlatformImages } from './image.js';
+import { applyBuildFirewall, ensureBuildNetwork } from './build-network.js';
 import { renderRouterConfig, routerValues } from './router-config.js';
 import {
   chooseDataDir,
   dataPaths,
   ensureDataDirs,
+  REGISTRY_USER,
+  registryHtpasswd,
   rememberDataDir,
   resolveSettings,
   writeSettings,
@@ -99,6 +102,7 @@ export interface StartResult {
 const DEFAULT_TIMEOUT_MS = 300_000;
 const CONFIG_SECRET_KIND = 'config';
 const POSTGRES_SECRET_KIND = 'postgres-password';
+const REGISTRY_SECRET_KIND = 'registry-htpasswd';
 
 export async function startPlatform(io: IO, options: StartOptions = {}): Promise<StartResult> {
   const env = options.env ?? process.env;
@@ -150,6 +154,9 @@ export async function startPlatform(io: IO, options: StartOptions = {}): Promise
   const applied = await io.task(`Starting the platform "${name}"`, async (task) => {
     task.update('network');
     await ensureNetwork(networkName(name), name);
+    task.update('build network');
+    await ensureBuildNetwork(name);
+    await applyBuildFirewall(name, image.id);
 
     task.update('secrets');
     const config = serialiseRuntimeConfig(buildRuntimeConfig(settings));
@@ -157,6 +164,10 @@ export async function startPlatform(io: IO, options: StartOptions = {}): Promise
     const password = settings.secrets.postgresPassword;
     const postgresSecret = components.includes('postgres')
       ? await ensureSecret(name, `${name}-postgres-password-${shortHash(password)}`, POSTGRES_SECRET_KIND, password)
+      : undefined;
+    const htpasswd = registryHtpasswd(settings.secrets);
+    const registrySecret = components.includes('registry')
+      ? await ensureSecret(name, `${name}-registry-htpasswd-${shortHash(htpasswd)}`, REGISTRY_SECRET_KIND, htpasswd)
       : undefined;
 
     task.update('router configuration');
@@ -167,13 +178,13 @@ export async function startPlatform(io: IO, options: StartOptions = {}): Promise
     }
 
     const nodeId = (await swarmInfo()).NodeID || undefined;
-    const specs = platformSpecs({ settings, dataDir, images, configSecret, postgresSecret, routerConfigHash: shortHash(routerConfig), nodeId });
+    const specs = platformSpecs({ settings, dataDir, images, configSecret, postgresSecret, registrySecret, routerConfigHash: shortHash(routerConfig), nodeId });
     const actions = new Map<Component, ApplyResult>();
     for (const { component, spec } of specs) {
       task.update(serviceName(name, component));
       actions.set(component, await applyService(spec));
     }
-    return { actions, configSecret, postgresSecret };
+    return { actions, configSecret, postgresSecret, registrySecret };
   });
 
   const ready = await io.task('Waiting for every component to answer', (task) =>
@@ -183,6 +194,7 @@ export async function startPlatform(io: IO, options: StartOptions = {}): Promise
   await restoreStoppedServices(name);
   await removeSupersededSecrets(name, CONFIG_SECRET_KIND, applied.configSecret.name);
   if (applied.postgresSecret) await removeSupersededSecrets(name, POSTGRES_SECRET_KIND, applied.postgresSecret.name);
+  if (applied.registrySecret) await removeSupersededSecrets(name, REGISTRY_SECRET_KIND, applied.registrySecret.name);
   await pruneOldPlatformImages(image.tag);
 
   return {
@@ -327,7 +339,12 @@ async function endpointProblem(settings: PlatformSettings, components: Component
     };
   }
   if (components.includes('registry')) {
-    const registry = await probeHttp(port, '/v2/', `127.0.0.1:${port}`, 5000).catch((e: Error) => ({ status: 0, body: e.message }));
+    // With the platform's account: a 401 here means the registry's htpasswd and platform.json disagree.
+    const authorization = `Basic ${Buffer.from(`${REGISTRY_USER}:${settings.secrets.registryPassword ?? ''}`).toString('base64')}`;
+    const registry = await fetch(`http://127.0.0.1:${port}/v2/`, { headers: { authorization }, signal: AbortSignal.timeout(5000) }).then(
+      (response) => ({ status: response.status, body: '' }),
+      (e: Error) => ({ status: 0, body: e.message }),
+    );
     if (registry.status !== 200) return { probe: { component: 'registry', problem: `GET /v2/ answered ${registry.status || registry.body}` } };
   }
   if (components.includes('s3')) {

@@ -1,8 +1,15 @@
 /**
- * The builder: one commit of an app's bare repository becomes the image `REGISTRY/SLUG:COMMIT`.
- * The build context is `git archive` of that commit, never a working tree, so what is deployed is
- * exactly what was pushed. A commit is built once: when the registry already holds its image (test
- * built it, live is being deployed), the image is reused as it is.
+ * The builder: one commit of an app's bare repository becomes an image in the app instance's own
+ * repository, pushed under `REPO:COMMIT` and returned as `REPO@sha256:…`, the digest the push
+ * produced. The build context is `git archive` of that commit, never a working tree, so what is
+ * deployed is exactly what was pushed. A commit is built once: when the caller has the digest an
+ * earlier build of it recorded (test built it, live is being deployed) and the registry still holds
+ * it, that image is reused. A tag is never looked up: anyone with the registry's account could have
+ * pushed over it.
+ *
+ * Builds are confined: the Dockerfile may only build from public base images and the app's own
+ * images (dockerfile-references.ts), RUN steps get a memory limit and the build network (no way to
+ * the host or the platform's services), and the whole build a time limit.
  */
 import { PassThrough, addAbortSignal, type Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
@@ -11,7 +18,18 @@ import type Docker from 'dockerode';
 import { execa } from 'execa';
 import { errorMessage } from '../../../core/errors.js';
 import { gitProcessEnv } from '../git/repositories.js';
-import { imageReference, manifestExists } from './registry.js';
+import { ForbiddenImageReference, LABEL_APP_ID, checkImageReferences } from './dockerfile-references.js';
+import {
+  DIGEST_PATTERN,
+  digestReference,
+  engineAuth,
+  imageReference,
+  imageRepository,
+  manifestDigest,
+  manifestExists,
+  recordedDigest,
+  type RegistryAccess,
+} from './registry.js';
 
 export interface BuildOptions {
   /** The app's bare repository. */
@@ -19,19 +37,31 @@ export interface BuildOptions {
   /** A full 40-hex commit id, already resolved from the environment's branch by the caller. */
   commit: string;
   slug: string;
-  /** The registry as the Docker engine reaches it (the image's name prefix), e.g. 127.0.0.1:8600. */
-  registryAddress: string;
-  /** The registry as this process reaches it over HTTP, e.g. http://divio-registry:5000. */
-  registryUrl: string;
+  /** The app instance's id: part of its repository's name and the `divio.app-id` label of its images. */
+  appId: string;
+  registry: RegistryAccess;
+  /** The image an earlier build of this commit recorded (`ADDRESS/REPO@sha256:…`), if any. */
+  recorded?: string;
+  limits?: BuildLimits;
+  /** The network RUN steps use (the platform's build network); the engine's default when absent. */
+  network?: string;
   docker: Docker;
   /** Receives the build's and push's progress, one plain-text line at a time, as it happens. */
   log: (line: string) => void;
   signal?: AbortSignal;
 }
 
+export interface BuildLimits {
+  /** The whole build and push. */
+  timeoutMs?: number;
+  /** Memory of each RUN step's container (no swap on top). */
+  memoryBytes?: number;
+}
+
 export interface BuildResult {
+  /** `ADDRESS/REPO@sha256:…`: what to deploy. */
   image: string;
-  /** False when the registry already held the image for this commit. */
+  /** False when an earlier build's recorded image was reused. */
   built: boolean;
   seconds: number;
 }
@@ -74,32 +104,56 @@ export async function buildAppImage(options: BuildOptions): Promise<BuildResult>
   const started = performance.now();
   const elapsed = () => Math.round((performance.now() - started) / 100) / 10;
   const log = new BuildLog(options.log);
-  const { repositoryPath, commit, slug, registryUrl, signal } = options;
+  const { repositoryPath, commit, slug, appId, registry, signal } = options;
+  const timeoutMs = options.limits?.timeoutMs;
+  const deadline = timeoutMs ? AbortSignal.timeout(timeoutMs) : undefined;
+  const limited = deadline ? (signal ? AbortSignal.any([signal, deadline]) : deadline) : signal;
   try {
-    const image = imageReference(options.registryAddress, slug, commit);
+    const repository = imageRepository(slug, appId);
+    const tag = imageReference(registry.address, repository, commit);
     signal?.throwIfAborted();
     await requireCommit(repositoryPath, commit);
-    if (await manifestExists(registryUrl, slug, commit, signal)) {
+    const reused = await reusable(options, repository);
+    if (reused) {
       log.line(`Image for ${commit} already built; reusing it`);
-      return { image, built: false, seconds: elapsed() };
+      return { image: reused, built: false, seconds: elapsed() };
     }
-    await requireDockerfile(repositoryPath, commit);
-    log.line(`Building ${image} from commit ${commit}`);
-    await buildFromArchive({ ...options, image }, log);
-    log.line(`Pushing ${image}`);
-    await pushImage(options.docker, image, log, signal);
-    await confirmPushed(registryUrl, slug, commit, signal);
+    const dockerfile = await readDockerfile(repositoryPath, commit);
+    await checkImageReferences(options.docker, dockerfile, { registryAddress: registry.address, ownRepository: repository, appId });
+    log.line(`Building ${tag} from commit ${commit}`);
+    await buildFromArchive({ ...options, signal: limited, image: tag }, log);
+    log.line(`Pushing ${tag}`);
+    const digest = await pushImage(options.docker, tag, registry, log, limited);
+    await confirmPushed(registry, repository, digest, limited);
+    const image = digestReference(registry.address, repository, digest);
     log.line(`Built and pushed ${image} in ${elapsed()}s`);
     return { image, built: true, seconds: elapsed() };
   } catch (error) {
-    throw asBuildError(error, log, signal);
+    if (error instanceof ForbiddenImageReference) throw new BuildError(error.message, log.tail(), { cause: error });
+    throw asBuildError(error, log, signal, deadline, timeoutMs);
   }
 }
 
-function asBuildError(error: unknown, log: BuildLog, signal: AbortSignal | undefined): BuildError {
+/** The recorded image of this commit, when it is in this app's repository and the registry still holds it. */
+async function reusable(options: BuildOptions, repository: string): Promise<string | undefined> {
+  if (!options.recorded) return undefined;
+  const digest = recordedDigest(options.recorded, options.registry.address, repository);
+  if (!digest) return undefined;
+  return (await manifestExists(options.registry, repository, digest, options.signal)) ? options.recorded : undefined;
+}
+
+function asBuildError(error: unknown, log: BuildLog, signal: AbortSignal | undefined, deadline: AbortSignal | undefined, timeoutMs: number | undefined): BuildError {
   if (error instanceof BuildError) return error;
-  const reason = signal?.aborted ? 'the build was cancelled' : firstLine(errorMessage(error));
+  let reason: string;
+  if (signal?.aborted) reason = 'the build was cancelled';
+  else if (deadline?.aborted) reason = `the build took longer than the platform's limit of ${formatDuration(timeoutMs ?? 0)} and was stopped`;
+  else reason = firstLine(errorMessage(error));
   return new BuildError(reason, log.tail(), { cause: error });
+}
+
+function formatDuration(ms: number): string {
+  const seconds = Math.round(ms / 1000);
+  return seconds % 60 === 0 ? `${seconds / 60} min` : `${seconds} s`;
 }
 
 function firstLine(text: string): string {
@@ -125,11 +179,23 @@ async function requireCommit(repositoryPath: string, commit: string): Promise<vo
   throw new Error(`commit ${commit} is not in the app's repository (push it first)`);
 }
 
-/** Checked before the engine is involved: its own message for a missing Dockerfile names no commit. */
-async function requireDockerfile(repositoryPath: string, commit: string): Promise<void> {
-  const result = await gitIn(repositoryPath, ['cat-file', '-t', `${commit}:Dockerfile`]);
-  if (result.exitCode === 0 && String(result.stdout).trim() === 'blob') return;
-  throw new Error(`no Dockerfile at ${commit}: the image is built from the Dockerfile at the root of the repository; add one and push`);
+/** A Dockerfile larger than this is refused rather than parsed (real ones are a few KiB). */
+const DOCKERFILE_MAX_BYTES = 1024 * 1024;
+
+/**
+ * Read before the engine is involved: its own message for a missing Dockerfile names no commit, and
+ * the images it names are checked first.
+ */
+async function readDockerfile(repositoryPath: string, commit: string): Promise<string> {
+  const type = await gitIn(repositoryPath, ['cat-file', '-t', `${commit}:Dockerfile`]);
+  if (type.exitCode !== 0 || String(type.stdout).trim() !== 'blob') {
+    throw new Error(`no Dockerfile at ${commit}: the image is built from the Dockerfile at the root of the repository; add one and push`);
+  }
+  const size = await gitIn(repositoryPath, ['cat-file', '-s', `${commit}:Dockerfile`]);
+  if (Number(String(size.stdout).trim()) > DOCKERFILE_MAX_BYTES) throw new Error(`the Dockerfile at ${commit} is larger than 1 MiB`);
+  const blob = await gitIn(repositoryPath, ['cat-file', 'blob', `${commit}:Dockerfile`]);
+  if (blob.exitCode !== 0) throw new Error(`cannot read the Dockerfile at ${commit}: ${firstLine(String(blob.stderr))}`);
+  return String(blob.stdout);
 }
 
 function startArchive(repositoryPath: string, commit: string, signal: AbortSignal | undefined) {
@@ -146,7 +212,7 @@ function startArchive(repositoryPath: string, commit: string, signal: AbortSigna
 // --- the build ----------------------------------------------------------------------------------
 
 async function buildFromArchive(options: BuildOptions & { image: string }, log: BuildLog): Promise<void> {
-  const { repositoryPath, commit, slug, image, signal } = options;
+  const { repositoryPath, commit, slug, appId, image, signal } = options;
   const archive = startArchive(repositoryPath, commit, signal);
   // Piped at once: execa sets an unbuffered stdout flowing on the next tick if nobody reads it yet,
   // and dockerode only starts reading once it has connected, so the start of the archive would be lost.
@@ -162,14 +228,18 @@ async function buildFromArchive(options: BuildOptions & { image: string }, log: 
     },
   );
   try {
+    const memory = options.limits?.memoryBytes;
     const progress = await options.docker.buildImage(context, {
       t: image,
-      labels: { 'divio.app': slug, 'divio.commit': commit },
+      // The app id label is what tells this app's images from others' (dockerfile-references.ts).
+      labels: { 'divio.app': slug, [LABEL_APP_ID]: appId, 'divio.commit': commit },
       rm: true,
       forcerm: true,
+      ...(memory ? { memory, memswap: memory } : {}),
+      ...(options.network ? { networkmode: options.network } : {}),
       ...(signal ? { abortSignal: signal } : {}),
     });
-    await followBuild(abortable(progress, signal), log);
+    await followBuild(abortable(progress, signal), log, memory);
   } catch (error) {
     buildFailure = error;
     archive.kill();
@@ -197,7 +267,7 @@ interface ProgressMessage {
   id?: string;
   error?: string;
   errorDetail?: { message?: string };
-  aux?: { ID?: string };
+  aux?: { ID?: string; Digest?: string };
 }
 
 async function* progressMessages(stream: NodeJS.ReadableStream): AsyncGenerator<ProgressMessage> {
@@ -270,7 +340,7 @@ class LayerStates {
 
 const STEP_LINE = /^Step \d+\/\d+ : /;
 
-async function followBuild(progress: NodeJS.ReadableStream, log: BuildLog): Promise<void> {
+async function followBuild(progress: NodeJS.ReadableStream, log: BuildLog, memoryBytes?: number): Promise<void> {
   const output = new OutputLines();
   const layers = new LayerStates(log);
   let step: string | undefined;
@@ -288,7 +358,9 @@ async function followBuild(progress: NodeJS.ReadableStream, log: BuildLog): Prom
     const failure = failureOf(message);
     if (failure) {
       logOutput(output.flush());
-      throw new Error(step ? `${step} failed: ${firstLine(failure)}` : firstLine(failure));
+      // 137: SIGKILL, which is what the kernel's OOM killer sends at the memory limit.
+      const killed = memoryBytes && /non-zero code: 137\b/.test(failure) ? ` (killed: it may have used up the build's ${Math.round(memoryBytes / 1024 / 1024)} MiB of memory)` : '';
+      throw new Error(step ? `${step} failed: ${firstLine(failure)}${killed}` : `${firstLine(failure)}${killed}`);
     }
   }
   logOutput(output.flush());
@@ -297,24 +369,29 @@ async function followBuild(progress: NodeJS.ReadableStream, log: BuildLog): Prom
 
 // --- the push -----------------------------------------------------------------------------------
 
-async function pushImage(docker: Docker, image: string, log: BuildLog, signal: AbortSignal | undefined): Promise<void> {
+/** Pushes with the platform's registry account; resolves with the digest the registry stored. */
+async function pushImage(docker: Docker, image: string, registry: RegistryAccess, log: BuildLog, signal: AbortSignal | undefined): Promise<string> {
   const progress = await docker.getImage(image).push({
-    // The engine refuses a push that carries no credentials header at all; the embedded registry needs none.
-    authconfig: { serveraddress: image.slice(0, image.indexOf('/')) },
+    // Per request: the engine keeps no credentials of its own for this registry.
+    authconfig: engineAuth(registry),
     ...(signal ? { abortSignal: signal } : {}),
   });
   const layers = new LayerStates(log);
+  let digest: string | undefined;
   for await (const message of progressMessages(abortable(progress, signal))) {
     const failure = failureOf(message);
     if (failure) throw new Error(`pushing ${image} failed: ${firstLine(failure)}`);
+    if (message.aux?.Digest && DIGEST_PATTERN.test(message.aux.Digest)) digest = message.aux.Digest;
     layers.report(message);
   }
+  if (!digest) throw new Error(`the Docker engine pushed ${image} without reporting its digest`);
+  return digest;
 }
 
 /** Reuse depends on it: the engine's registry address and this process's registry URL must be one registry. */
-async function confirmPushed(registryUrl: string, slug: string, commit: string, signal: AbortSignal | undefined): Promise<void> {
-  if (await manifestExists(registryUrl, slug, commit, signal)) return;
+async function confirmPushed(registry: RegistryAccess, repository: string, digest: string, signal: AbortSignal | undefined): Promise<void> {
+  if ((await manifestDigest(registry, repository, digest, signal)) === digest) return;
   throw new Error(
-    `the engine pushed ${slug}:${commit}, but the registry at ${registryUrl} does not hold it: the registry address and URL name different registries`,
+    `the engine pushed ${repository}@${digest}, but the registry at ${registry.url} does not hold it: the registry address and URL name different registries`,
   );
 }

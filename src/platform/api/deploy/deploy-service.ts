@@ -20,7 +20,17 @@ import { ApiError } from '../errors.js';
 import type { AppRow, EnvironmentRow, Store } from '../store.js';
 import { BuildError, buildAppImage } from './builder.js';
 import { DeploymentStore, type DeploymentRow } from './deployment-store.js';
-import { deployEnvironment, environmentServiceName, environmentServiceSpec, runReleaseJob, scaleEnvironment } from './runtime.js';
+import { engineAuth, type RegistryAccess } from './registry.js';
+import {
+  deployEnvironment,
+  environmentServiceName,
+  environmentServiceSpec,
+  runReleaseJob,
+  scaleEnvironment,
+  type TaskResources,
+} from './runtime.js';
+
+const MIB = 1024 * 1024;
 import { reloadRouter } from '../../../services/platform/swarm.js';
 
 export interface DeployDeps {
@@ -190,7 +200,7 @@ export class DeployService {
       const manifest = await this.manifestAt(app.slug, commit);
 
       await deployments.setState(row.id, 'building', { commit });
-      const image = await this.build(app.slug, commit, log);
+      const image = await this.build(app, commit, log);
       await deployments.setState(row.id, 'releasing', { image });
       const variables = await this.variables(app, env, manifest);
       await this.release(app, env, image, manifest, variables, log);
@@ -228,19 +238,34 @@ export class DeployService {
     }
   }
 
-  private async build(slug: string, commit: string, log: LogWriter): Promise<string> {
-    const { config, docker } = this.deps;
-    if (!config.registry.url) throw new DeployFailure('the platform has no registry URL configured');
+  private async build(app: AppRow, commit: string, log: LogWriter): Promise<string> {
+    const { config, docker, deployments } = this.deps;
+    const limits = config.limits?.build;
     const result = await buildAppImage({
-      repositoryPath: this.repository(slug),
+      repositoryPath: this.repository(app.slug),
       commit,
-      slug,
-      registryAddress: config.registry.address,
-      registryUrl: config.registry.url,
+      slug: app.slug,
+      appId: app.id,
+      registry: this.registry(),
+      recorded: await deployments.recordedImage(app.id, commit),
+      network: config.runtime?.buildNetwork,
+      ...(limits ? { limits: { timeoutMs: limits.timeoutSeconds * 1000, memoryBytes: limits.memoryMb * MIB } } : {}),
       docker,
       log: (line) => log.line(line),
     });
     return result.image;
+  }
+
+  private registry(): RegistryAccess {
+    const { registry } = this.deps.config;
+    if (!registry.url) throw new DeployFailure('the platform has no registry URL configured');
+    return { address: registry.address, url: registry.url, username: registry.username, password: registry.password };
+  }
+
+  /** CPU and memory of one task of KIND, from the operator's limits; none when unset. */
+  private resources(kind: 'app' | 'release'): TaskResources | undefined {
+    const limits = this.deps.config.limits?.[kind];
+    return limits ? { cpus: limits.cpus, memoryBytes: limits.memoryMb * MIB } : undefined;
   }
 
   /** What the app sees on the platform: the test/live column of SPEC's variables table. */
@@ -273,8 +298,17 @@ export class DeployService {
     log.line(`Release command: ${command}`);
     const outcome = await runReleaseJob(
       this.deps.docker,
-      { platform: this.deps.config.name, slug: app.slug, env: env.name, image, command, variables, network: this.runtime().network },
-      { log: (line) => log.line(line), timeoutMs: 15 * 60_000 },
+      {
+        platform: this.deps.config.name,
+        slug: app.slug,
+        env: env.name,
+        image,
+        command,
+        variables,
+        network: this.runtime().network,
+        resources: this.resources('release'),
+      },
+      { log: (line) => log.line(line), timeoutMs: 15 * 60_000, registryAuth: engineAuth(this.registry()) },
     );
     if (!outcome.ok) {
       throw new DeployFailure(`the release command failed${outcome.exitCode !== null ? ` (exit ${outcome.exitCode})` : ''}${outcome.reason ? `: ${outcome.reason}` : ''}`);
@@ -292,11 +326,17 @@ export class DeployService {
       healthPath: manifest.web.health_check,
       variables,
       network: this.runtime().network,
+      resources: this.resources('app'),
       // test and live run divio.yaml's production command, as `project up --live-config` does locally.
       command: ['sh', '-c', manifest.web.command],
     });
     log.line(`Rolling out ${image} (${env.replicas} replica${env.replicas === 1 ? '' : 's'}, start-first, health check ${manifest.web.health_check})`);
-    const outcome = await deployEnvironment(this.deps.docker, spec, { log: (line) => log.line(line), timeoutMs: 10 * 60_000 });
+    // Swarm pulls with the registry account given here (kept with the service for its later tasks).
+    const outcome = await deployEnvironment(this.deps.docker, spec, {
+      log: (line) => log.line(line),
+      timeoutMs: 10 * 60_000,
+      registryAuth: engineAuth(this.registry()),
+    });
     if (!outcome.ok) throw new DeployFailure(`the new release did not become healthy: ${outcome.reason ?? 'no reason given'}`);
   }
 

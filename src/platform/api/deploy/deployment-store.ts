@@ -73,6 +73,21 @@ export class DeploymentStore {
     return rows;
   }
 
+  /**
+   * The image an earlier build of COMMIT recorded for this app instance (either environment), by
+   * digest: what a deploy of the same commit runs again. Tag references (from before digests were
+   * recorded) do not count: the tag may have been pushed over since.
+   */
+  async recordedImage(appId: string, commit: string): Promise<string | undefined> {
+    const { rows } = await this.db.query<{ image: string }>(
+      `SELECT d.image FROM deployments d JOIN environments e ON e.id = d.environment_id
+        WHERE e.app_id = $1 AND d.commit = $2 AND d.kind = 'deploy' AND d.image LIKE '%@sha256:%'
+        ORDER BY d.id DESC LIMIT 1`,
+      [appId, commit],
+    );
+    return rows[0]?.image;
+  }
+
   async setState(id: string, state: DeploymentState, fields: { commit?: string; image?: string; reason?: string } = {}): Promise<void> {
     const final = FINAL_STATES.includes(state);
     await this.db.query(

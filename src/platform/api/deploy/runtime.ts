@@ -97,6 +97,18 @@ export interface EnvironmentInput {
   /** More labels for the service and its containers; the divio.* ones above take precedence. */
   labels?: Record<string, string>;
   timing?: Partial<RuntimeTiming>;
+  resources?: TaskResources;
+}
+
+/** What one task may use: a tenant's runaway process slows its own tasks, not the machine. */
+export interface TaskResources {
+  cpus: number;
+  memoryBytes: number;
+}
+
+function resourceLimits(resources: TaskResources | undefined): Pick<Docker.TaskSpec, 'Resources'> {
+  if (!resources) return {};
+  return { Resources: { Limits: { NanoCPUs: Math.round(resources.cpus * 1e9), MemoryBytes: Math.round(resources.memoryBytes) } } };
 }
 
 export function environmentLabels(platform: string, slug: string, env: EnvironmentName, component: string): Record<string, string> {
@@ -161,6 +173,7 @@ export function environmentServiceSpec(input: EnvironmentInput): Docker.CreateSe
       },
       RestartPolicy: { Condition: 'any', Delay: timing.restartDelayMs * MS_NS, MaxAttempts: 0 },
       Networks: [{ Target: input.network }],
+      ...resourceLimits(input.resources),
     },
     Mode: { Replicated: { Replicas: checkedReplicas(input.replicas) } },
     UpdateConfig: updatePolicy(timing.updateMonitorMs, 'rollback'),
@@ -243,13 +256,18 @@ async function updateService(
   id: string,
   makeSpec: (current: Docker.Service) => Docker.ServiceSpec,
   query: Record<string, string> = {},
+  registryAuth?: RegistryAuth,
 ): Promise<void> {
   const handle = docker.getService(id);
   for (let attempt = 1; ; attempt++) {
     const current = (await handle.inspect()) as Docker.Service;
     try {
       // `_query`/`_body`: dockerode sends the version in the query string and the spec as the body.
-      await handle.update({ _query: { version: current.Version?.Index, ...query }, _body: makeSpec(current) } as unknown as Record<string, unknown>);
+      const options = { _query: { version: current.Version?.Index, ...query }, _body: makeSpec(current) } as unknown as Record<string, unknown>;
+      // Without credentials the engine keeps those the service has (registryAuthFrom=spec).
+      // dockerode takes credentials as a first argument its types do not declare.
+      if (registryAuth) await (handle.update as unknown as (auth: RegistryAuth, opts: unknown) => Promise<unknown>).call(handle, registryAuth, options);
+      else await handle.update(options);
       return;
     } catch (error) {
       if (attempt >= 2 || !isOutOfSequence(error)) throw error;
@@ -282,6 +300,14 @@ export interface DeployOutcome {
 export interface RunOptions {
   log: Log;
   timeoutMs: number;
+  /** Credentials Swarm pulls the image with (X-Registry-Auth); stored with the service by the engine. */
+  registryAuth?: RegistryAuth;
+}
+
+export interface RegistryAuth {
+  username?: string;
+  password?: string;
+  serveraddress: string;
 }
 
 /**
@@ -294,13 +320,13 @@ export async function deployEnvironment(docker: Docker, spec: Docker.CreateServi
   const deadline = Date.now() + options.timeoutMs;
   const existing = await findService(docker, name);
   if (!existing) {
-    const created = await docker.createService(spec);
+    const created = options.registryAuth ? await docker.createService(options.registryAuth, spec) : await docker.createService(spec);
     options.log(`created the service ${name}`);
     return waitForFirstRollout(docker, created.id as string, deadline, options);
   }
   // Task history keeps failures of earlier deployments (maybe of this very spec): only newer ones count.
   const earlierTasks = new Set((await tasksOf(docker, existing.ID)).map((t) => t.ID));
-  await updateService(docker, existing.ID, () => spec);
+  await updateService(docker, existing.ID, () => spec, {}, options.registryAuth);
   const updated = await inspectService(docker, existing.ID);
   if (!updated) return { ok: false, reason: `the service ${name} was removed during the deployment`, image: null };
   return waitForUpdate(docker, { updated, before: existing, earlierTasks, deadline }, options);
@@ -488,6 +514,7 @@ export interface ReleaseInput {
   network: string;
   /** More labels for the job's service and container; the divio.* ones take precedence. */
   labels?: Record<string, string>;
+  resources?: TaskResources;
 }
 
 export interface ReleaseOutcome {
@@ -513,6 +540,7 @@ export function releaseJobSpec(input: ReleaseInput): Docker.CreateServiceOptions
       // Once: a failed migration is reported, not retried behind the user's back.
       RestartPolicy: { Condition: 'none' },
       Networks: [{ Target: input.network }],
+      ...resourceLimits(input.resources),
     },
     Mode: { ReplicatedJob: { MaxConcurrent: 1, TotalCompletions: 1 } },
     EndpointSpec: { Mode: 'dnsrr' },
@@ -523,7 +551,7 @@ export function releaseJobSpec(input: ReleaseInput): Docker.CreateServiceOptions
 export async function runReleaseJob(docker: Docker, input: ReleaseInput, options: RunOptions): Promise<ReleaseOutcome> {
   const spec = releaseJobSpec(input);
   const deadline = Date.now() + options.timeoutMs;
-  const created = await docker.createService(spec);
+  const created = options.registryAuth ? await docker.createService(options.registryAuth, spec) : await docker.createService(spec);
   const id = created.id as string;
   const output = await followServiceOutput(docker, id, options.log);
   try {
