@@ -209,7 +209,8 @@ describeWithDocker('registry and builds: tenant boundaries', () => {
       "s.on('timeout',()=>{console.log('probe: timed out at '+gw);process.exit(0)});",
     ].join('');
     await commitAndPush(attacker, {
-      Dockerfile: `FROM node:20-bookworm-slim\nRUN node -e "${probe.replace(/"/g, '\\"')}"\nRUN echo probe done && exit 3\n`,
+      // A nonce in the step: the engine's build cache would otherwise answer with an earlier run's output.
+      Dockerfile: `FROM node:20-bookworm-slim\nRUN echo probe-${Math.random().toString(36).slice(2)} && node -e "${probe.replace(/"/g, '\\"')}"\nRUN echo probe done && exit 3\n`,
     });
     const result = await cli(attacker, ['project', 'deploy', 'test']);
     expect(result.exitCode).not.toBe(0);
