@@ -290,7 +290,8 @@ export class DatabaseTransfers {
     const kept = new Set(await store.allBackupDatabases());
     for (const name of await cluster.namesWithPrefix(BACKUP_PREFIX)) {
       if (kept.has(name)) {
-        await cluster.closeBackup(name);
+        // Never a reason not to start: the next start tries again.
+        await cluster.closeBackup(name).catch((error: unknown) => log(`could not hand the backup ${name} to the admin: ${describe(error)}`));
         continue;
       }
       await cluster.drop(name);
