@@ -179,11 +179,12 @@ export class ClusterDatabases {
    */
   async closeBackup(name: string): Promise<void> {
     await this.withClient(async (client) => {
+      // As JSON: node-pg leaves a name[] as its text form.
       const { rows } = await client.query<{ mine: boolean; datallowconn: boolean; grantees: string[] }>(
         `SELECT d.datdba = (SELECT oid FROM pg_roles WHERE rolname = CURRENT_USER) AS mine, d.datallowconn,
-                ARRAY(SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END
+                to_json(ARRAY(SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee)::text END
                         FROM aclexplode(COALESCE(d.datacl, acldefault('d', d.datdba))) a
-                       WHERE a.grantee <> (SELECT oid FROM pg_roles WHERE rolname = CURRENT_USER)) AS grantees
+                       WHERE a.grantee <> (SELECT oid FROM pg_roles WHERE rolname = CURRENT_USER))) AS grantees
            FROM pg_database d WHERE d.datname = $1`,
         [name],
       );
