@@ -3,7 +3,7 @@
  * field, what was found and what is allowed. Pure (no file system) so the platform can parse a
  * manifest read from a git tree the same way the CLI does.
  */
-import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
+import { LineCounter, parseDocument, isMap, isNode, isScalar, type Document } from 'yaml';
 import type { core as zcore } from 'zod';
 import { manifestSchema, type Manifest } from './manifest.js';
 
@@ -54,6 +54,12 @@ function valueAt(root: unknown, path: PropertyKey[]): unknown {
 }
 
 function lineAt(doc: Document, counter: LineCounter, path: PropertyKey[]): number | undefined {
+  // A problem with a mapping's key (a process name) points at the key itself.
+  const parent = path.length > 0 ? doc.getIn(path.slice(0, -1) as unknown[], true) : undefined;
+  if (isMap(parent)) {
+    const pair = parent.items.find((item) => isScalar(item.key) && String(item.key.value) === String(path.at(-1)));
+    if (pair && isNode(pair.key) && pair.key.range) return counter.linePos(pair.key.range[0]).line;
+  }
   // Point at the deepest node that exists, so a missing field points at its parent mapping.
   for (let depth = path.length; depth >= 0; depth--) {
     const node = doc.getIn(path.slice(0, depth) as unknown[], true);
@@ -65,7 +71,9 @@ function lineAt(doc: Document, counter: LineCounter, path: PropertyKey[]): numbe
 function expectedOf(issue: zcore.$ZodIssue): string {
   switch (issue.code) {
     case 'invalid_type':
-      return issue.expected === 'int' ? 'a whole number' : `a ${issue.expected === 'object' ? 'mapping' : issue.expected}`;
+      if (issue.expected === 'int') return 'a whole number';
+      if (issue.expected === 'array') return 'a list';
+      return `a ${issue.expected === 'object' || issue.expected === 'record' ? 'mapping' : issue.expected}`;
     case 'too_small':
       return issue.origin === 'string' ? 'a non-empty text' : `a number of at least ${String(issue.minimum)}`;
     case 'too_big':
@@ -113,10 +121,11 @@ export function parseManifest(text: string, file = 'divio.yaml'): Manifest {
       }
       continue;
     }
+    const found = issue.code === 'custom' ? (issue.params as { found?: unknown } | undefined)?.found : undefined;
     problems.push({
       field: issue.path.join('.'),
       line: lineAt(doc, counter, issue.path),
-      found: describeValue(valueAt(data, issue.path)),
+      found: typeof found === 'string' ? found : describeValue(valueAt(data, issue.path)),
       allowed: expectedOf(issue),
     });
   }
@@ -127,7 +136,9 @@ function knownKeys(path: PropertyKey[]): string {
   let schema: unknown = manifestSchema;
   for (const key of path) {
     const shape = shapeOf(schema);
-    schema = shape?.[String(key)];
+    // A mapping of named entries (processes) or a list (cron) has one schema for every entry.
+    const def = (unwrapped(schema) as { def?: { valueType?: unknown; element?: unknown } } | undefined)?.def;
+    schema = shape ? shape[String(key)] : (def?.valueType ?? def?.element);
   }
   const shape = shapeOf(schema);
   return shape ? Object.keys(shape).join(', ') : 'no other keys';
@@ -142,4 +153,10 @@ function shapeOf(schema: unknown): Record<string, unknown> | undefined {
     cur = inner as typeof cur;
   }
   return undefined;
+}
+
+function unwrapped(schema: unknown): unknown {
+  let cur = schema as { def?: { innerType?: unknown } } | undefined;
+  for (let i = 0; i < 5 && cur?.def?.innerType; i++) cur = cur.def.innerType as typeof cur;
+  return cur;
 }
