@@ -36,10 +36,6 @@ export async function appTarget(options: { app?: string; cwd?: string; env?: Nod
   });
 }
 
-export async function appSlug(options: { app?: string; cwd?: string }): Promise<string> {
-  return (await appTarget(options)).slug;
-}
-
 /**
  * Credentials for the project's platform: a token stored for it is used even when another
  * platform is the current login; with none, or with DIVIO_ENDPOINT naming another, it refuses.

@@ -1,5 +1,5 @@
 /** `backups list` and `backups restore`: the database copies the platform keeps per environment. */
-import { formatBytes } from '../../../core/io.js';
+import { formatBytes, formatTable } from '../../../core/io.js';
 import * as routes from '../../../shared/api/routes.js';
 import type { Backup, DatabaseReplaced } from '../../../shared/api/schemas.js';
 import type { RemoteEnvironment } from './remote.js';
@@ -25,8 +25,5 @@ export async function restoreBackup({ client, slug, environment }: RemoteEnviron
 export function renderBackupTable(listing: BackupListing): string[] {
   if (listing.backups.length === 0) return [`No backups of ${listing.app}'s ${listing.environment} database yet (push db and restores keep the database they replace).`];
   const rows = listing.backups.map((b) => [b.id, b.createdAt.replace('T', ' ').replace(/\.\d+Z$/, 'Z'), b.reason, formatBytes(b.sizeBytes)]);
-  const header = ['ID', 'CREATED', 'REPLACED BY', 'SIZE'];
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
-  return [line(header), ...rows.map(line), `(${listing.environment} keeps the last ${listing.keep})`];
+  return [...formatTable(['ID', 'CREATED', 'REPLACED BY', 'SIZE'], rows), `(${listing.environment} keeps the last ${listing.keep})`];
 }

@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { DivioError, ExitCode, InvalidInputError } from '../../../core/errors.js';
-import { formatBytes } from '../../../core/io.js';
+import { formatBytes, formatTable } from '../../../core/io.js';
 import {
   dropDatabase,
   dropDatabaseInBackground,
@@ -149,10 +149,7 @@ export function snapshotKeptLine(snapshot: Snapshot): string {
 export function renderSnapshotTable(app: string, snapshots: Snapshot[]): string[] {
   if (snapshots.length === 0) return [`No local snapshots of ${app}'s database yet (pull db and import db keep the database they replace).`];
   const rows = snapshots.map((s) => [s.id, s.createdAt.replace('T', ' ').replace(/\.\d+Z$/, 'Z'), s.reason, formatBytes(s.sizeBytes)]);
-  const header = ['ID', 'TAKEN', 'REPLACED BY', 'SIZE'];
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
-  return [line(header), ...rows.map(line), `(the last ${SNAPSHOTS_KEPT} are kept)`];
+  return [...formatTable(['ID', 'TAKEN', 'REPLACED BY', 'SIZE'], rows), `(the last ${SNAPSHOTS_KEPT} are kept)`];
 }
 
 function parseComment(text: string): z.infer<typeof commentSchema> | undefined {
