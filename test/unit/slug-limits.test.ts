@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { NEW_SLUG_MAX, newSlugProblem } from '../../src/shared/project-config.js';
 import { createAppBody } from '../../src/shared/api/schemas.js';
+import { databaseName } from '../../src/platform/api/resource-names.js';
 
 describe('slugs of new apps', () => {
   it('leave room for the host name label and the bucket name made from them', () => {
@@ -27,6 +28,15 @@ describe('slugs of new apps', () => {
           expect(label).toMatch(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/);
           expect(`${slug}-${env}`).toMatch(/^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/);
         }
+      }),
+    );
+  });
+
+  it('names a database and role without shortening, so two accepted slugs never share one', () => {
+    fc.assert(
+      fc.property(fc.stringMatching(/^[a-z][a-z0-9-]{1,70}$/), (slug) => {
+        if (newSlugProblem(slug) !== null) return;
+        for (const env of ['test', 'live'] as const) expect(databaseName(slug, env)).toBe(`${slug.replace(/-/g, '_')}_${env}`);
       }),
     );
   });
