@@ -8,6 +8,7 @@ import { ENVIRONMENT_NAMES, type App, type Environment } from '../../shared/api/
 import { gitUrl } from '../../shared/api/routes.js';
 import type { RuntimeConfig } from '../runtime-config.js';
 import { ApiError, conflict } from './errors.js';
+import { branchProtections } from './git/protection.js';
 import { mediaBucketName } from './media-storage.js';
 import type { DatabaseCluster, GitHosting, MediaStorage } from './parts.js';
 import { databaseName, reservedDatabaseName } from './resource-names.js';
@@ -93,11 +94,23 @@ export class AppsService {
   private async provision(app: AppRow): Promise<void> {
     const { store, cluster, media, git } = this.deps;
     await git.create(app.slug);
-    for (const env of await store.environments([app.id])) {
+    const environments = await store.environments([app.id]);
+    await git.secure(app.slug, branchProtections(environments));
+    for (const env of environments) {
       await cluster.provision({ database: env.db_name, role: env.db_role, password: env.db_password });
       const grant = await media.provision({ bucket: env.media_bucket });
       await store.setMediaCredentials(env.id, grant.accessKeyId, grant.secretAccessKey, grant.prefix);
     }
+  }
+
+  /**
+   * Bring the app's repository in line with its environments' branches and force-push settings
+   * (deployment refs hidden, the protecting hook and its list). Run before git serves the
+   * repository and after a change of either setting.
+   */
+  async secureRepository(app: AppRow): Promise<void> {
+    const environments = await this.deps.store.environments([app.id]);
+    await this.deps.git.secure(app.slug, branchProtections(environments));
   }
 
   /** Idempotent: each part's removal tolerates it being absent already. */
@@ -138,6 +151,7 @@ export class AppsService {
         publicUrl: `${config.media.publicUrl.replace(/\/+$/, '')}/${env.media_bucket}/`,
       },
       replicas: env.replicas,
+      allowForcePush: env.allow_force_push,
       createdAt: env.created_at.toISOString(),
     };
   }

@@ -170,6 +170,14 @@ const MIGRATIONS: readonly Migration[] = [
         ON CONFLICT DO NOTHING;
     `,
   },
+  {
+    id: 10,
+    name: 'environments may allow force pushes to their branch',
+    sql: `
+      -- Off for every environment, existing ones included: rewriting a deployed branch is opted into.
+      ALTER TABLE environments ADD COLUMN allow_force_push boolean NOT NULL DEFAULT false;
+    `,
+  },
 ];
 
 const LOCK_KEY = 0x64697669; // "divi"

@@ -3,6 +3,7 @@
  * an operator's external PostgreSQL, S3 or registry plugs in behind the same interface, and callers
  * never know which they have.
  */
+import type { BranchProtection } from './git/protection.js';
 
 /** One database and one login role per environment, on a PostgreSQL cluster. */
 export interface DatabaseCluster {
@@ -50,6 +51,11 @@ export interface TemporaryMediaGrant extends MediaGrant {
 /** Bare repositories, one per app. */
 export interface GitHosting {
   create(slug: string): Promise<void>;
+  /**
+   * Idempotent: deployment refs hidden from clients, and PROTECTIONS as the branches git refuses to
+   * rewrite or delete (the repository's whole list: branches not in it are not protected).
+   */
+  secure(slug: string, protections: readonly BranchProtection[]): Promise<void>;
   remove(slug: string): Promise<void>;
   exists(slug: string): Promise<boolean>;
   check(): Promise<void>;

@@ -276,6 +276,8 @@ export function buildServer(deps: ServerDeps): { app: OpenAPIHono<ApiEnv>; apps:
     const change = c.req.valid('json');
     const owned = await ownedApp(c);
     await deploysOf().service.changeEnvironment(owned, env, change);
+    // At once, and before answering: the next push is checked against the new branch and setting.
+    if (change.branch !== undefined || change.allowForcePush !== undefined) await apps.secureRepository(owned);
     const rendered = await apps.render(owned);
     return c.json(rendered.environments.find((e) => e.name === env)!, 200);
   });
@@ -412,6 +414,13 @@ export function buildServer(deps: ServerDeps): { app: OpenAPIHono<ApiEnv>; apps:
     if (!owned) return c.text('Repository not found\n', 404);
     if (!hasScope(principal.token.scope, service.access)) {
       return c.text('This token is read-only: pushing needs a token with the write scope\n', 403);
+    }
+    try {
+      await apps.secureRepository(owned);
+    } catch (error) {
+      // Served unprotected, a push could rewrite a deployed branch or reveal the deployment refs.
+      deps.log(`git ${path.slug}: could not secure the repository: ${error instanceof Error ? error.message : String(error)}`);
+      return c.text('The repository is not available right now; try again\n', 503);
     }
     return serveGit(c.req.raw, {
       projectRoot: deps.git.root,

@@ -51,6 +51,8 @@ export interface EnvironmentRow {
   media_secret_key: string | null;
   secret_key: string | null;
   replicas: number;
+  /** Whether git accepts rewriting or deleting the environment's branch (protection.ts). */
+  allow_force_push: boolean;
   created_at: Date;
 }
 
@@ -234,7 +236,7 @@ export class Store {
     ownerId: string,
     slug: string,
     boilerplate: string | null,
-    environments: Omit<EnvironmentRow, 'id' | 'app_id' | 'created_at' | 'secret_key' | 'replicas'>[],
+    environments: Omit<EnvironmentRow, 'id' | 'app_id' | 'created_at' | 'secret_key' | 'replicas' | 'allow_force_push'>[],
   ): Promise<AppRow | undefined> {
     const appId = await this.transaction(async (client) => {
       const inserted = await client.query<{ id: string }>(
@@ -269,10 +271,11 @@ export class Store {
     );
   }
 
-  async changeEnvironment(environmentId: string, change: { branch?: string; replicas?: number }): Promise<void> {
+  async changeEnvironment(environmentId: string, change: { branch?: string; replicas?: number; allowForcePush?: boolean }): Promise<void> {
     await this.db.query(
-      'UPDATE environments SET branch = COALESCE($2, branch), replicas = COALESCE($3, replicas) WHERE id = $1',
-      [environmentId, change.branch ?? null, change.replicas ?? null],
+      `UPDATE environments SET branch = COALESCE($2, branch), replicas = COALESCE($3, replicas),
+         allow_force_push = COALESCE($4, allow_force_push) WHERE id = $1`,
+      [environmentId, change.branch ?? null, change.replicas ?? null, change.allowForcePush ?? null],
     );
   }
 

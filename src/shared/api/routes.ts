@@ -330,7 +330,7 @@ export const getRuntimeLogs = define('read', {
 export const changeEnvironment = define('write', {
   method: 'patch',
   path: '/v1/apps/{slug}/environments/{env}',
-  summary: "Change an environment's branch (used from the next deploy) or replicas (applied now when it runs)",
+  summary: "Change an environment's branch (used from the next deploy), replicas (applied now when it runs) or whether pushes may rewrite its branch",
   request: { params: s.environmentParams, body: { content: json(s.changeEnvironmentBody), required: true } },
   responses: {
     200: { description: 'Changed', content: json(s.environment) },

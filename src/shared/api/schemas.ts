@@ -117,6 +117,8 @@ export const environment = z
     media: z.object({ bucket: z.string(), prefix: z.string(), endpoint: z.string(), publicUrl: z.string() }),
     /** How many tasks serve the environment (test defaults to 1; live is configurable). */
     replicas: z.number().int(),
+    /** Whether a push may rewrite or delete `branch` (otherwise git refuses it: deployed history is kept). */
+    allowForcePush: z.boolean(),
     createdAt: z.string().datetime(),
   })
   .openapi('Environment');
@@ -278,6 +280,8 @@ export const changeEnvironmentBody = z
   .strictObject({
     branch: branchName.optional(),
     replicas: z.number().int().min(1).max(20).optional(),
+    /** Let pushes rewrite or delete the environment's branch (off by default). */
+    allowForcePush: z.boolean().optional(),
   })
   .openapi('ChangeEnvironmentBody');
 

@@ -18,6 +18,7 @@ import type { RuntimeConfig } from '../../runtime-config.js';
 import { environmentUrl } from '../apps-service.js';
 import { ApiError } from '../errors.js';
 import type { AppRow, EnvironmentRow, Store } from '../store.js';
+import { recordDeploymentRef } from '../git/repositories.js';
 import { BuildError, buildAppImage } from './builder.js';
 import { DeploymentStore, type DeploymentRow } from './deployment-store.js';
 import { engineAuth, type RegistryAccess } from './registry.js';
@@ -88,6 +89,7 @@ export class DeployService {
     await this.steps(row, log, async () => {
       log.line(`Rolling ${app.slug} ${env.name} back to deployment ${target.id} (${target.commit?.slice(0, 12) ?? 'unknown commit'})`);
       const manifest = await this.manifestAt(app.slug, target.commit!);
+      await this.keepCommit(app, row, target.commit!);
       await this.deps.deployments.setState(row.id, 'deploying');
       const variables = await this.variables(app, env, manifest);
       await this.rollOut(app, env, target.image!, manifest, variables, log);
@@ -174,8 +176,15 @@ export class DeployService {
     return Readable.toWeb(out) as unknown as ReadableStream<Uint8Array>;
   }
 
-  /** Replicas apply at once to a running environment (Swarm scales it); a branch applies at the next deploy. */
-  async changeEnvironment(app: AppRow, envName: EnvironmentName, change: { branch?: string; replicas?: number }): Promise<void> {
+  /**
+   * Replicas apply at once to a running environment (Swarm scales it); a branch applies at the next
+   * deploy. The repository's protection follows a branch or force-push change (the caller secures it).
+   */
+  async changeEnvironment(
+    app: AppRow,
+    envName: EnvironmentName,
+    change: { branch?: string; replicas?: number; allowForcePush?: boolean },
+  ): Promise<void> {
     const env = await this.environment(app, envName);
     await this.deps.store.changeEnvironment(env.id, change);
     if (change.replicas !== undefined && (await this.deps.deployments.succeeded(env.id)).length > 0) {
@@ -198,6 +207,7 @@ export class DeployService {
       const commit = row.commit ?? (await this.branchHead(app.slug, env.branch));
       log.line(`Commit ${commit} (${row.commit ? 'as requested' : `head of ${env.branch}`})`);
       const manifest = await this.manifestAt(app.slug, commit);
+      await this.keepCommit(app, row, commit);
 
       await deployments.setState(row.id, 'building', { commit });
       const image = await this.build(app, commit, log);
@@ -214,6 +224,15 @@ export class DeployService {
 
   private repository(slug: string): string {
     return join(this.deps.gitRoot, `${slug}.git`);
+  }
+
+  /** A ref per deployment keeps its commit through force-pushes, deleted branches and gc (protection.ts). */
+  private async keepCommit(app: AppRow, row: DeploymentRow, commit: string): Promise<void> {
+    try {
+      await recordDeploymentRef(this.repository(app.slug), row.id, commit);
+    } catch (error) {
+      throw new DeployFailure(`could not record the deployed commit ${commit.slice(0, 12)} in the repository: ${(error as Error).message}`);
+    }
   }
 
   private async branchHead(slug: string, branch: string): Promise<string> {

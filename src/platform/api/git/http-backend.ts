@@ -8,7 +8,7 @@
  */
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { stat } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
@@ -151,6 +151,9 @@ function spawnBackend(request: Request, opts: ServeGitOptions, requirement: GitA
     'http.uploadpack=true',
     '-c',
     `http.receivepack=${opts.access === 'write' ? 'true' : 'false'}`,
+    // The repository's own hooks (the platform's branch protection), whatever a global config says.
+    '-c',
+    `core.hooksPath=${join(bareRepositoryPath(opts.projectRoot, opts.slug), 'hooks')}`,
     'http-backend',
   ];
   return spawn('git', args, {

@@ -4,12 +4,21 @@
  */
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { access, mkdir, rename, rm, stat } from 'node:fs/promises';
+import { access, chmod, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { DivioError, InvalidInputError, errorMessage } from '../../../core/errors.js';
 import { SLUG_PATTERN } from '../../../shared/project-config.js';
 import type { GitHosting } from '../parts.js';
+import {
+  HIDDEN_REF_NAMESPACE,
+  PROTECTION_LIST_FILE,
+  UPDATE_HOOK,
+  UPDATE_HOOK_FILE,
+  deploymentRef,
+  renderProtectionList,
+  type BranchProtection,
+} from './protection.js';
 
 /**
  * The environment every git process of the platform runs with: nothing inherited but PATH and HOME,
@@ -42,16 +51,50 @@ async function isDirectory(path: string): Promise<boolean> {
   }
 }
 
+async function isFile(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isFile();
+  } catch {
+    return false;
+  }
+}
+
 function errorCode(error: unknown): string | undefined {
   return (error as NodeJS.ErrnoException | undefined)?.code;
 }
 
-async function git(args: string[]): Promise<void> {
-  await execa('git', args, { env: gitProcessEnv(), extendEnv: false, stdin: 'ignore' });
+async function git(args: string[]): Promise<string> {
+  const result = await execa('git', args, { env: gitProcessEnv(), extendEnv: false, stdin: 'ignore' });
+  return `${result.stdout}`;
+}
+
+/** Written beside and renamed over, so git never runs a half-written hook nor reads half a list. */
+async function writeIfChanged(path: string, content: string, mode: number): Promise<void> {
+  const current = await readFile(path, 'utf8').catch(() => undefined);
+  if (current === content && ((await stat(path)).mode & 0o777) === mode) return;
+  const scratch = `${path}.${randomBytes(6).toString('hex')}.tmp`;
+  try {
+    await writeFile(scratch, content, { mode });
+    await chmod(scratch, mode);
+    await rename(scratch, path);
+  } finally {
+    await rm(scratch, { force: true });
+  }
+}
+
+/**
+ * Point refs/divio/deployments/ID at COMMIT in the bare repository at REPOSITORY, so that whatever is
+ * pushed or deleted later, and whatever gc prunes, the commit a deployment used stays.
+ */
+export async function recordDeploymentRef(repository: string, deploymentId: string, commit: string): Promise<void> {
+  if (!/^[0-9a-f]{40}(?:[0-9a-f]{24})?$/.test(commit)) throw new InvalidInputError(`"${commit}" is not a commit id`);
+  await git(['--git-dir', repository, 'update-ref', '-m', `divio: deployment ${deploymentId}`, deploymentRef(deploymentId), `${commit}^{commit}`]);
 }
 
 export class BareRepositories implements GitHosting {
   readonly root: string;
+  /** The protection list last written per repository by this process: an unchanged one costs two stats. */
+  private readonly secured = new Map<string, string>();
 
   constructor(root: string) {
     this.root = resolve(root);
@@ -85,8 +128,32 @@ export class BareRepositories implements GitHosting {
     }
   }
 
+  /**
+   * Make the repository keep its deployed history (see protection.ts): deployment refs hidden from
+   * clients, the update hook in place, and PROTECTIONS as the branches it refuses to rewrite.
+   * Idempotent and cheap when nothing changed, so it runs whenever the repository is served; a
+   * repository made before this existed is brought up to date the first time.
+   */
+  async secure(slug: string, protections: readonly BranchProtection[]): Promise<void> {
+    const path = this.repositoryPath(slug);
+    const list = renderProtectionList(protections);
+    const hook = join(path, 'hooks', UPDATE_HOOK_FILE);
+    const listFile = join(path, PROTECTION_LIST_FILE);
+    if (this.secured.get(slug) === list && (await isFile(hook)) && (await isFile(listFile))) return;
+    const hidden = await git(['--git-dir', path, 'config', '--get-all', 'transfer.hideRefs']).catch(() => '');
+    if (!hidden.split('\n').includes(HIDDEN_REF_NAMESPACE)) {
+      await git(['--git-dir', path, 'config', '--add', 'transfer.hideRefs', HIDDEN_REF_NAMESPACE]);
+    }
+    await mkdir(join(path, 'hooks'), { recursive: true });
+    // The list first: a hook without its list refuses every branch push, never allows one.
+    await writeIfChanged(listFile, list, 0o644);
+    await writeIfChanged(hook, UPDATE_HOOK, 0o755);
+    this.secured.set(slug, list);
+  }
+
   async remove(slug: string): Promise<void> {
     const target = this.repositoryPath(slug);
+    this.secured.delete(slug);
     const scratch = scratchPath(this.root, slug, 'removing');
     try {
       await rename(target, scratch);
