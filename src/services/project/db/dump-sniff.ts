@@ -236,7 +236,9 @@ export function sniffDump(head: Buffer, ended: boolean): SniffResult {
   }
   if (control * 20 > window.length) return binary();
   const bad = invalidUtf8Offset(window, moreFollows);
-  if (bad !== -1) {
+  // A dump that names its encoding before its first non-UTF-8 byte (pg_dump -E SJIS writes
+  // `SET client_encoding = 'SJIS';` near the top) is read in that encoding by the import.
+  if (bad !== -1 && !/\bclient_encoding\b|\bset\s+names\b/i.test(window.subarray(0, bad).toString('latin1'))) {
     const offset = bad + (bom ? 3 : 0);
     return refuse({
       noun: `text that is not valid UTF-8 (invalid byte 0x${head[offset]!.toString(16).padStart(2, '0')} at offset ${offset})`,
@@ -332,7 +334,8 @@ function gzipError(error: unknown): unknown {
  * Detects the format of a dump from its leading bytes and returns a stream of the whole dump.
  *
  * - PostgreSQL custom format (`PGDMP`) → `{ format: 'custom' }`.
- * - Plain SQL (UTF-8 text, an optional BOM is stripped) → `{ format: 'plain' }`.
+ * - Plain SQL (UTF-8 text, or text in another encoding once it has set client_encoding; an optional
+ *   BOM is stripped) → `{ format: 'plain' }`.
  * - gzip → decompressed (streaming, multi-member files too) and detected again; only custom or
  *   plain SQL inside is accepted. A truncated or corrupt gzip makes the returned stream error
  *   with an InvalidInputError (or this function reject, when it shows within the sniffed bytes).

@@ -14,9 +14,10 @@ import { DivioError, ExitCode, InvalidInputError } from '../../../core/errors.js
 import { formatBytes, type IO } from '../../../core/io.js';
 import type { LocalEnvironment } from '../local-environment.js';
 import { openDump } from './dump-sniff.js';
-import { createPsqlGuard } from './psql-guard.js';
+import { restoreSqlDump } from './sql-restore.js';
 import { swapInKeepingSnapshot, type Snapshot } from './snapshots.js';
 import {
+  driverConnection,
   dropDatabase,
   dropLeftoverDatabases,
   ident,
@@ -159,26 +160,29 @@ async function openSource(options: ImportOptions): Promise<{ input: Readable; si
   return { input: createReadStream(options.source, { highWaterMark: 1024 * 1024 }), size: info.size };
 }
 
-/** Plain SQL: through the meta-command guard into psql, stopping at the first error. */
+/**
+ * Plain SQL: sent by divio itself, statement by statement (sql-restore.ts), stopping at the first
+ * error; no psql reads the dump, so none of its meta-commands can run.
+ */
 async function restorePlain(db: LocalDatabase, target: string, sql: Readable, signal: AbortSignal): Promise<void> {
-  const guard = createPsqlGuard();
-  const psql = execa(
-    'docker',
-    ['exec', '-i', '-e', `PGOPTIONS=${RESTORE_PGOPTIONS}`, db.containerId, 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-U', db.user, '-d', target],
-    { stdin: 'pipe', stdout: 'ignore', stderr: 'pipe', reject: false, cancelSignal: signal },
-  );
-  let streamError: unknown;
+  const config = await driverConnection(db, target);
   try {
-    await pipeline(sql, guard, psql.stdin!, { signal });
+    await restoreSqlDump({ ...config, options: RESTORE_PGOPTIONS }, sql, signal);
   } catch (error) {
-    streamError = error;
-  }
-  const result = await psql;
-  throwStreamError(streamError, signal);
-  if (result.exitCode !== 0) {
-    throw new InvalidInputError(`the SQL dump failed to restore: ${lastLines(result.stderr)}`, {
-      hint: 'Nothing was changed: the local database is as it was. Fix the statement above in the dump, or export it again.',
-    });
+    if (signal.aborted) throw signal.reason;
+    if (error instanceof DivioError) throw error;
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ECONNREFUSED' || code === 'EHOSTUNREACH' || code === 'ETIMEDOUT' || code === 'ECONNRESET') {
+      throw new DivioError(`could not reach the local database at ${config.host}:${config.port}: ${(error as Error).message}`, {
+        exitCode: ExitCode.environment,
+        hint: 'Nothing was changed. Check that the db service publishes its port (`docker compose port db 5432`) and see `divio project logs db`.',
+      });
+    }
+    if (error instanceof Error && 'severity' in error) {
+      throw new InvalidInputError(`the SQL dump failed to restore: ${error.message}`, { hint: 'Nothing was changed: the local database is as it was.' });
+    }
+    throwStreamError(error, signal);
+    throw error;
   }
 }
 

@@ -3,6 +3,8 @@
  * so their version always matches the server and no PostgreSQL is needed on the host.
  */
 import { execa } from 'execa';
+import type pg from 'pg';
+import { docker } from '../../../core/docker.js';
 import { DivioError, ExitCode } from '../../../core/errors.js';
 import { LOCAL_DB } from '../compose-file.js';
 import type { LocalEnvironment } from '../local-environment.js';
@@ -51,6 +53,29 @@ export async function openLocalDatabase(local: LocalEnvironment, timeoutMs = 60_
     }
     await new Promise((r) => setTimeout(r, 250));
   }
+}
+
+/**
+ * How divio's own driver reaches the server as the superuser: the port compose publishes on
+ * 127.0.0.1, or else (a compose file edited to publish none) the container's address on its
+ * Docker network, which the host reaches on Linux.
+ */
+export async function driverConnection(db: LocalDatabase, database: string): Promise<pg.ClientConfig> {
+  const info = await docker().getContainer(db.containerId).inspect();
+  const env = new Map((info.Config.Env ?? []).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)] as const));
+  const password = env.get('POSTGRES_PASSWORD');
+  const base = { user: db.user, database, ...(password !== undefined ? { password } : {}) };
+  const published = (info.NetworkSettings.Ports?.['5432/tcp'] ?? []).find((p) => p.HostPort);
+  if (published) {
+    const host = published.HostIp === '' || published.HostIp === '0.0.0.0' || published.HostIp === '::' ? '127.0.0.1' : published.HostIp;
+    return { ...base, host, port: Number(published.HostPort) };
+  }
+  const address = Object.values(info.NetworkSettings.Networks ?? {}).find((n) => n.IPAddress)?.IPAddress;
+  if (address) return { ...base, host: address, port: 5432 };
+  throw new DivioError('the local database container publishes no port and has no network address divio can reach', {
+    exitCode: ExitCode.environment,
+    hint: 'Keep the `ports: ["127.0.0.1::5432"]` entry of the db service in docker-compose.yml (delete the file to have divio generate it again).',
+  });
 }
 
 /** Run SQL as the superuser on the maintenance database (or another); returns unaligned rows. */
