@@ -74,8 +74,20 @@ export const runtimeConfigSchema = z.strictObject({
   secretsKey: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'must be 32 bytes of base64url').optional(),
   /** The operator the CLI that ran `platform start` logs in as; only the token's hash is here. */
   operator: z.strictObject({ name: z.string(), tokenId: z.string(), tokenHash: z.string() }),
-  /** Database copies kept per environment (each import or backup restore keeps the database it replaces). */
-  backups: z.strictObject({ keep: z.number().int().min(1).max(100) }).default({ keep: 3 }),
+  /**
+   * Backups of each environment's database (every import and backup restore keeps the database it
+   * replaces) and how long they are kept (data/backup-retention.ts): the newest `keep`, and every
+   * one younger than `keepDays` up to `max`. `schedule`: a daily backup of every live environment
+   * at HH:MM[:SS] UTC (absent: none).
+   */
+  backups: z
+    .strictObject({
+      keep: z.number().int().min(1).max(100).default(3),
+      keepDays: z.number().int().min(0).max(3650).default(7),
+      max: z.number().int().min(1).max(1000).default(10),
+      schedule: z.string().regex(/^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$/, 'must be HH:MM or HH:MM:SS (UTC)').optional(),
+    })
+    .prefault({}),
   /** Largest JSON request body accepted, in bytes (git pushes are streamed and not limited by this). */
   bodyLimit: z.number().int().positive().default(1024 * 1024),
   listen: z.strictObject({ host: z.string(), port: z.number().int() }).default({ host: '0.0.0.0', port: 8080 }),

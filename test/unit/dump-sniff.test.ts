@@ -162,6 +162,15 @@ describe('openDump: plain SQL', () => {
     expect(await refusal(latin1)).toBe('the dump is text that is not valid UTF-8 (invalid byte 0xe9 at offset 6)');
   });
 
+  it('accepts text in another encoding once it has set client_encoding (pg_dump -E SJIS), and only then', async () => {
+    const sjis = Buffer.concat([Buffer.from("--\n-- PostgreSQL database dump\n--\n\nSET client_encoding = 'SJIS';\nCREATE TABLE ", 'latin1'), Buffer.from([0x95, 0x5c]), Buffer.from(' (x int);\n')]);
+    const dump = await openDump(source(sjis));
+    expect(dump.format).toBe('plain');
+    expect((await collect(dump.stream)).equals(sjis)).toBe(true);
+    expect((await openDump(source(Buffer.from("SET NAMES 'LATIN1';\nSELECT 'caf\xe9';\n", 'latin1')))).format).toBe('plain');
+    expect(await refusal(Buffer.from("SELECT 'caf\xe9';\nSET client_encoding = 'LATIN1';\n", 'latin1'))).toMatch(/not valid UTF-8 \(invalid byte 0xe9 at offset 11\)/);
+  });
+
   it('refuses UTF-16 text (with or without a byte order mark)', async () => {
     expect(await refusal(Buffer.from('\uFEFFSELECT 1;', 'utf16le'))).toMatch(/^the dump is UTF-16 text/);
     expect(await refusal(Buffer.from('SELECT 1;\n-- more text here\n', 'utf16le'))).toMatch(/^the dump is UTF-16 text/);

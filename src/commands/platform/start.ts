@@ -27,6 +27,17 @@ export default class PlatformStart extends BaseCommand {
       max: 100,
       helpValue: 'N',
     }),
+    'backups-keep-days': Flags.integer({
+      description: 'backups younger than this many days are kept too, up to --backups-max (default 7; kept for later starts)',
+      min: 0,
+      max: 3650,
+      helpValue: 'DAYS',
+    }),
+    'backups-max': Flags.integer({ description: 'most backups kept per environment by age (default 10; kept for later starts)', min: 1, max: 1000, helpValue: 'N' }),
+    'backup-schedule': Flags.string({
+      description: 'back up every live database daily at this time, UTC (HH:MM); off stops it (kept for later starts)',
+      helpValue: 'HH:MM',
+    }),
     timeout: Flags.integer({ description: 'seconds to wait for every component to answer', default: 300, min: 1 }),
   };
 
@@ -38,6 +49,9 @@ export default class PlatformStart extends BaseCommand {
       domain: flags.domain,
       name: flags.name,
       backupsKeep: flags['backups-keep'],
+      backupsKeepDays: flags['backups-keep-days'],
+      backupsMax: flags['backups-max'],
+      backupSchedule: flags['backup-schedule'],
       timeoutMs: flags.timeout * 1000,
     });
     const changed = result.components.filter((c) => c.action !== 'unchanged');

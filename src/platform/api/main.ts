@@ -10,7 +10,7 @@ import { BareRepositories } from './git/repositories.js';
 import { S3MediaStorage } from './media-storage.js';
 import { migrate } from './migrations.js';
 import { buildServer } from './server.js';
-import { Store } from './store.js';
+import { Store, type EnvironmentRow } from './store.js';
 import { SecretBox } from './secrets.js';
 import { docker } from '../../core/docker.js';
 import { DeploymentStore } from './deploy/deployment-store.js';
@@ -18,6 +18,7 @@ import { DeployService } from './deploy/deploy-service.js';
 import { ClusterDatabases } from './data/cluster-databases.js';
 import { DataStore } from './data/data-store.js';
 import { DatabaseTransfers } from './data/database-transfers.js';
+import { BackupScheduler, parseDailyTime } from './data/backup-schedule.js';
 
 const log = (line: string) => console.log(`${new Date().toISOString()} ${line}`);
 
@@ -34,17 +35,29 @@ async function main(): Promise<void> {
   const media = new S3MediaStorage(config.media);
   const deployments = new DeploymentStore(pool, secrets);
   const deploy = new DeployService({ store, deployments, docker: docker(), config, gitRoot: config.git.root, log });
+  const dataStore = new DataStore(pool);
   const transfers = new DatabaseTransfers({
     adminUrl: config.database.adminUrl,
-    store: new DataStore(pool),
+    store: dataStore,
     cluster: new ClusterDatabases(config.database.adminUrl),
-    backupsKeep: config.backups.keep,
+    retention: config.backups,
     log,
   });
-  const { app, apps } = buildServer({ store, cluster, git, media, config, log, transfers, deploys: { service: deploy, store: deployments } });
+  const { app, apps } = buildServer({
+    store,
+    cluster,
+    git,
+    media,
+    config,
+    log,
+    transfers,
+    deploys: { service: deploy, store: deployments },
+    backupSchedule: config.backups.schedule,
+  });
   await apps.recover();
   await deploy.recover();
   await transfers.recover();
+  const scheduler = startBackupSchedule(config, store, dataStore, transfers);
 
   // No request timeout: a large push over a slow link may take longer than Node's default 300 s.
   const server = serve({ fetch: app.fetch, hostname: config.listen.host, port: config.listen.port, serverOptions: { requestTimeout: 0 } }, (info) =>
@@ -52,11 +65,50 @@ async function main(): Promise<void> {
   );
   const shutdown = () => {
     log('shutting down');
+    scheduler?.stop();
     server.close(() => void pool.end().finally(() => process.exit(0)));
     setTimeout(() => process.exit(0), 10_000).unref();
   };
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);
+}
+
+/** The daily backup of every live environment, when the operator set a time (`platform start --backup-schedule`). */
+function startBackupSchedule(config: RuntimeConfig, store: Store, dataStore: DataStore, transfers: DatabaseTransfers): BackupScheduler<ScheduledEnvironment> | undefined {
+  const time = config.backups.schedule ? parseDailyTime(config.backups.schedule) : undefined;
+  if (!time) return undefined;
+  const scheduler = new BackupScheduler<ScheduledEnvironment>({
+    time,
+    log,
+    targets: async () => {
+      const apps = await store.appsInState('ready');
+      const slugs = new Map(apps.map((a) => [a.id, a.slug]));
+      const live = (await store.environments(apps.map((a) => a.id))).filter((e) => e.name === 'live');
+      return Promise.all(
+        live.map(async (env) => ({
+          env,
+          name: `${slugs.get(env.app_id)}/live`,
+          since: new Date(env.created_at),
+          lastScheduled: await dataStore.newestBackupAt(env.id, 'scheduled'),
+        })),
+      );
+    },
+    take: async (target) => {
+      const taken = await transfers.takeBackup(target.env, 'scheduled');
+      log(`scheduled backup ${taken.backup.id} of ${target.name} taken (${taken.backup.size_bytes} bytes)`);
+    },
+  });
+  log(`scheduled backups of live every day at ${config.backups.schedule} UTC`);
+  // Not awaited: a missed run made up at start must not hold the API back from serving.
+  void scheduler.start();
+  return scheduler;
+}
+
+interface ScheduledEnvironment {
+  env: EnvironmentRow;
+  name: string;
+  since: Date;
+  lastScheduled: Date | null;
 }
 
 /** The cluster may still be starting when the API does: retry for a while before giving up. */

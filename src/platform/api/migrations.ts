@@ -178,6 +178,22 @@ const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE environments ADD COLUMN allow_force_push boolean NOT NULL DEFAULT false;
     `,
   },
+  {
+    id: 11,
+    name: 'backups taken on schedule, on request or before a release; one backup or import at a time',
+    sql: `
+      ALTER TABLE db_backups DROP CONSTRAINT db_backups_reason_check;
+      ALTER TABLE db_backups ADD CONSTRAINT db_backups_reason_check
+        CHECK (reason IN ('import', 'restore', 'release', 'scheduled', 'manual'));
+      -- A backup copies the live database into a scratch one (pg_dump piped into pg_restore).
+      ALTER TABLE db_transfers DROP CONSTRAINT db_transfers_kind_check;
+      ALTER TABLE db_transfers ADD CONSTRAINT db_transfers_kind_check CHECK (kind IN ('dump', 'import', 'backup'));
+      -- A swap ends every session on the database, a running backup's pg_dump too: one at a time.
+      DROP INDEX db_transfers_one_import;
+      CREATE UNIQUE INDEX db_transfers_one_import ON db_transfers (environment_id)
+        WHERE kind IN ('import', 'backup') AND state IN ('running', 'restored', 'swapping');
+    `,
+  },
 ];
 
 const LOCK_KEY = 0x64697669; // "divi"

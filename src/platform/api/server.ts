@@ -27,6 +27,7 @@ import { createDeploymentBody } from '../../shared/api/schemas.js';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { DatabaseTransfers } from './data/database-transfers.js';
 import { renderBackup, renderTransfer } from './data/data-store.js';
+import type { PrunedBackupRow } from './data/database-transfers.js';
 
 export interface ServerDeps {
   /** Absent on a platform without a runtime (and in tests of the API alone). */
@@ -38,6 +39,8 @@ export interface ServerDeps {
   media: MediaStorage;
   git: GitHosting & { readonly root: string };
   config: Pick<RuntimeConfig, 'publicUrl' | 'domain' | 'media' | 'version' | 'bodyLimit'>;
+  /** The daily backup of live (HH:MM[:SS] UTC), shown with the backups; absent when there is none. */
+  backupSchedule?: string;
   log: (line: string) => void;
 }
 
@@ -327,7 +330,7 @@ export function buildServer(deps: ServerDeps): { app: OpenAPIHono<ApiEnv>; apps:
     const environment = await ownedEnvironment(c, env);
     const done = await transfersOf().commit(environment, id, c.req.valid('json'));
     return c.json(
-      { transfer: renderTransfer(done.transfer, env), backup: done.backup ? renderBackup(done.backup, env) : null, pruned: done.pruned },
+      { transfer: renderTransfer(done.transfer, env), backup: done.backup ? renderBackup(done.backup, env) : null, ...renderPruned(done.pruned, env) },
       200,
     );
   });
@@ -343,14 +346,38 @@ export function buildServer(deps: ServerDeps): { app: OpenAPIHono<ApiEnv>; apps:
     const { env } = c.req.valid('param');
     const transfers = transfersOf();
     const rows = await transfers.backups(await ownedEnvironment(c, env));
-    return c.json({ backups: rows.map((row) => renderBackup(row, env)), keep: transfers.backupsKeep }, 200);
+    const { keep, keepDays, max } = transfers.retention;
+    const retention = { keep, keepDays, max, schedule: deps.backupSchedule ?? null };
+    return c.json({ backups: rows.map((row) => renderBackup(row, env)), keep, retention }, 200);
+  });
+
+  app.openapi(on(routes.createBackup), async (c) => {
+    const { env } = c.req.valid('param');
+    const done = await transfersOf().takeBackup(await ownedEnvironment(c, env), 'manual');
+    return c.json({ backup: renderBackup(done.backup, env), ...renderPruned(done.pruned, env) }, 201);
+  });
+
+  app.openapi(on(routes.downloadBackup), async (c) => {
+    const { env, id } = c.req.valid('param');
+    const { compression } = c.req.valid('query');
+    const environment = await ownedEnvironment(c, env);
+    const { outgoing } = nodeBindings(c);
+    try {
+      // A file on disk: zlib's default level, unless asked otherwise.
+      await transfersOf().dumpBackup(environment, id, outgoing, Number(compression ?? '6'));
+    } catch (error) {
+      if (!outgoing.headersSent) throw error;
+      deps.log(`dump of backup ${id} failed after it started: ${(error as Error).message}`);
+      outgoing.destroy();
+    }
+    return RESPONSE_ALREADY_SENT as never;
   });
 
   app.openapi(on(routes.restoreBackup), async (c) => {
     const { env, id } = c.req.valid('param');
     const done = await transfersOf().restore(await ownedEnvironment(c, env), id);
     return c.json(
-      { transfer: renderTransfer(done.transfer, env), backup: done.backup ? renderBackup(done.backup, env) : null, pruned: done.pruned },
+      { transfer: renderTransfer(done.transfer, env), backup: done.backup ? renderBackup(done.backup, env) : null, ...renderPruned(done.pruned, env) },
       200,
     );
   });
@@ -534,4 +561,8 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
     timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+function renderPruned(pruned: PrunedBackupRow[], env: 'test' | 'live') {
+  return { pruned: pruned.map((b) => b.id), prunedBackups: pruned.map((b) => ({ ...renderBackup(b, env), why: b.why })) };
 }

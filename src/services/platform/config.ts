@@ -116,7 +116,12 @@ export function buildRuntimeConfig(settings: PlatformSettings, version = package
       buildNetwork: buildNetworkName(name),
     },
     git: { root: CONTAINER_PATHS.git },
-    ...(settings.backupsKeep !== undefined ? { backups: { keep: settings.backupsKeep } } : {}),
+    backups: {
+      ...(settings.backupsKeep !== undefined ? { keep: settings.backupsKeep } : {}),
+      ...(settings.backupsKeepDays !== undefined ? { keepDays: settings.backupsKeepDays } : {}),
+      ...(settings.backupsMax !== undefined ? { max: settings.backupsMax } : {}),
+      ...(settings.backupSchedule !== undefined ? { schedule: settings.backupSchedule } : {}),
+    },
     operator: { name: OPERATOR_NAME, tokenId: settings.operator.tokenId, tokenHash: settings.operator.tokenHash },
     ...(secrets.secretsKey ? { secretsKey: secrets.secretsKey } : {}),
   });

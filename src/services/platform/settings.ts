@@ -70,6 +70,9 @@ export const limitsSchema = z.strictObject({
 
 export type PlatformLimits = z.output<typeof limitsSchema>;
 
+/** HH:MM or HH:MM:SS, UTC. */
+export const BACKUP_SCHEDULE_PATTERN = /^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$/;
+
 export const settingsSchema = z.strictObject({
   name: z.string().regex(NAME_PATTERN),
   domain: z.string().regex(DOMAIN_PATTERN),
@@ -93,6 +96,11 @@ export const settingsSchema = z.strictObject({
   external: externalSchema.default({}),
   /** Database copies kept per environment (absent: the platform's default, 3). */
   backupsKeep: z.number().int().min(1).max(100).optional(),
+  /** Backups younger than this many days are kept too (absent: 7), up to backupsMax (absent: 10). */
+  backupsKeepDays: z.number().int().min(0).max(3650).optional(),
+  backupsMax: z.number().int().min(1).max(1000).optional(),
+  /** The daily backup of live, HH:MM[:SS] UTC (absent: none). */
+  backupSchedule: z.string().regex(BACKUP_SCHEDULE_PATTERN).optional(),
   /** Absent: the defaults of limitsSchema. */
   limits: limitsSchema.optional(),
 });
@@ -185,6 +193,10 @@ export interface SettingsFlags {
   domain?: string;
   port?: number;
   backupsKeep?: number;
+  backupsKeepDays?: number;
+  backupsMax?: number;
+  /** HH:MM[:SS] UTC, or `off` to stop the daily backup. */
+  backupSchedule?: string;
 }
 
 export function validateFlags(flags: SettingsFlags): void {
@@ -204,6 +216,29 @@ export function validateFlags(flags: SettingsFlags): void {
   if (flags.backupsKeep !== undefined && (!Number.isInteger(flags.backupsKeep) || flags.backupsKeep < 1 || flags.backupsKeep > 100)) {
     throw new InvalidInputError(`${flags.backupsKeep} is not a number of backups to keep`, { hint: 'Give a whole number from 1 to 100.' });
   }
+  if (flags.backupsKeepDays !== undefined && (!Number.isInteger(flags.backupsKeepDays) || flags.backupsKeepDays < 0 || flags.backupsKeepDays > 3650)) {
+    throw new InvalidInputError(`${flags.backupsKeepDays} is not a number of days to keep backups`, { hint: 'Give a whole number from 0 to 3650.' });
+  }
+  if (flags.backupsMax !== undefined && (!Number.isInteger(flags.backupsMax) || flags.backupsMax < 1 || flags.backupsMax > 1000)) {
+    throw new InvalidInputError(`${flags.backupsMax} is not a number of backups to keep at most`, { hint: 'Give a whole number from 1 to 1000.' });
+  }
+  if (flags.backupSchedule !== undefined && flags.backupSchedule !== 'off' && !BACKUP_SCHEDULE_PATTERN.test(flags.backupSchedule)) {
+    throw new InvalidInputError(`"${flags.backupSchedule}" is not a time of day for the daily backup`, {
+      hint: 'Give HH:MM (or HH:MM:SS) in UTC, such as 03:30, or off to stop the daily backup.',
+    });
+  }
+}
+
+/** The backup settings the flags change (a schedule of `off` removes the stored one). */
+function backupSettings(flags: SettingsFlags, stored: Partial<PlatformSettings> = {}): Partial<PlatformSettings> {
+  const out: Partial<PlatformSettings> = {
+    ...(flags.backupsKeep !== undefined ? { backupsKeep: flags.backupsKeep } : {}),
+    ...(flags.backupsKeepDays !== undefined ? { backupsKeepDays: flags.backupsKeepDays } : {}),
+    ...(flags.backupsMax !== undefined ? { backupsMax: flags.backupsMax } : {}),
+  };
+  const schedule = flags.backupSchedule === undefined ? stored.backupSchedule : flags.backupSchedule === 'off' ? undefined : flags.backupSchedule;
+  if (schedule !== undefined) out.backupSchedule = schedule;
+  return out;
 }
 
 /**
@@ -225,7 +260,7 @@ export async function resolveSettings(
         port: flags.port ?? DEFAULT_PORT,
         secrets: generateSecrets(),
         external: {},
-        ...(flags.backupsKeep !== undefined ? { backupsKeep: flags.backupsKeep } : {}),
+        ...backupSettings(flags),
       },
     };
   }
@@ -235,15 +270,16 @@ export async function resolveSettings(
       hint: 'Leave out --name to start that platform, or give another --data-dir for a new one.',
     });
   }
+  const { backupSchedule: _storedSchedule, ...rest } = stored;
   return {
     created: false,
     settings: {
-      ...stored,
+      ...rest,
       // Platforms from before secrets were sealed get their key now; the API then seals what it stored.
       secrets: withRegistrySecrets({ ...stored.secrets, secretsKey: stored.secrets.secretsKey ?? randomBytes(32).toString('base64url') }),
       domain: flags.domain ?? stored.domain,
       port: flags.port ?? stored.port,
-      ...(flags.backupsKeep !== undefined ? { backupsKeep: flags.backupsKeep } : {}),
+      ...backupSettings(flags, stored),
     },
   };
 }

@@ -72,6 +72,11 @@ export interface StartOptions {
   name?: string;
   /** Database copies kept per environment (stored with the other settings). */
   backupsKeep?: number;
+  /** Backups younger than this many days are kept too, up to `backupsMax` (stored). */
+  backupsKeepDays?: number;
+  backupsMax?: number;
+  /** Daily backup of live at HH:MM[:SS] UTC, `off` for none (stored). */
+  backupSchedule?: string;
   /** How long to wait for every component to answer. */
   timeoutMs?: number;
   env?: NodeJS.ProcessEnv;
@@ -114,6 +119,9 @@ export async function startPlatform(io: IO, options: StartOptions = {}): Promise
     domain: options.domain,
     port: options.port,
     backupsKeep: options.backupsKeep,
+    backupsKeepDays: options.backupsKeepDays,
+    backupsMax: options.backupsMax,
+    backupSchedule: options.backupSchedule,
   });
   let settings = resolved.settings;
   const { name } = settings;

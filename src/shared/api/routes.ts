@@ -424,6 +424,38 @@ export const restoreBackup = define('write', {
   },
 });
 
+export const createBackup = define('write', {
+  method: 'post',
+  path: '/v1/apps/{slug}/environments/{env}/backups',
+  summary: "Take a backup of the environment's database now (a consistent copy, kept on the platform; the app keeps running)",
+  request: { params: s.environmentParams },
+  responses: {
+    201: { description: 'Taken', content: json(s.backupTaken) },
+    400: errors[400],
+    401: errors[401],
+    403: errors[403],
+    404: errors[404],
+    409: { description: 'An import, restore or backup of this environment is in progress', content: json(s.errorEnvelope) },
+    503: { description: 'The database cannot be copied now', content: json(s.errorEnvelope) },
+  },
+});
+
+export const downloadBackup = define('read', {
+  method: 'get',
+  path: '/v1/apps/{slug}/environments/{env}/backups/{id}/dump',
+  summary:
+    'Stream a backup as a PostgreSQL custom-format dump (what `import db` and `pg_restore` take). ' +
+    'The `x-divio-transfer` header names the transfer; once the stream ended, the transfer holds its byte count and sha256.',
+  request: { params: s.backupParams, query: s.backupDumpQuery },
+  responses: {
+    200: { description: 'The dump stream', content: binary('custom-format dump') },
+    400: errors[400],
+    401: errors[401],
+    404: errors[404],
+    503: { description: 'The backup cannot be dumped now', content: json(s.errorEnvelope) },
+  },
+});
+
 export const issueMediaCredentials = define('read', {
   method: 'post',
   path: '/v1/apps/{slug}/environments/{env}/media/credentials',
@@ -473,6 +505,8 @@ export const apiRoutes = [
   getDatabaseTransfer,
   listBackups,
   restoreBackup,
+  createBackup,
+  downloadBackup,
   issueMediaCredentials,
 ] as const;
 

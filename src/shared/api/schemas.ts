@@ -303,8 +303,8 @@ export const databaseTransfer = z
   .object({
     id: dataId,
     environment: environmentName,
-    /** `dump`: the environment's database streamed out; `import`: a dump streamed in. */
-    kind: z.enum(['dump', 'import']),
+    /** `dump`: the environment's database streamed out; `import`: a dump streamed in; `backup`: a copy kept on the platform. */
+    kind: z.enum(['dump', 'import', 'backup']),
     state: z.enum(TRANSFER_STATES),
     /** Bytes of the dump stream, as the platform sent or received them. */
     bytes: z.number().int().nonnegative(),
@@ -334,18 +334,60 @@ export const commitTransferBody = z
   })
   .openapi('CommitTransferBody');
 
+/**
+ * Why a backup was taken: the database an import (`push db`) or a backup restore replaced, a copy
+ * taken before a release command, the daily scheduled backup, or one asked for (`backups create`).
+ */
+export const BACKUP_REASONS = ['import', 'restore', 'release', 'scheduled', 'manual'] as const;
 export const backup = z
   .object({
     id: dataId,
     environment: environmentName,
-    /** What replaced the database kept here: an import (`push db`) or a backup restore. */
-    reason: z.enum(['import', 'restore']),
+    reason: z.enum(BACKUP_REASONS),
+    /** Size of the kept database on the cluster. */
     sizeBytes: z.number().int().nonnegative(),
     createdAt: z.string().datetime(),
   })
   .openapi('Backup');
 export type Backup = z.infer<typeof backup>;
-export const backupList = z.object({ backups: z.array(backup), keep: z.number().int().positive() }).openapi('BackupList');
+
+export const backupRetention = z
+  .object({
+    /** The newest this many are always kept. */
+    keep: z.number().int().positive(),
+    /** Backups younger than this many days are kept too, up to `max` in all. */
+    keepDays: z.number().int().nonnegative(),
+    max: z.number().int().positive(),
+    /** The daily backup of live (HH:MM or HH:MM:SS, UTC); null when there is none. */
+    schedule: z.string().nullable(),
+  })
+  .openapi('BackupRetention');
+export type BackupRetention = z.infer<typeof backupRetention>;
+
+export const backupList = z
+  .object({
+    backups: z.array(backup),
+    /** Same as `retention.keep` (kept for older clients). */
+    keep: z.number().int().positive(),
+    /** Absent from older platforms. */
+    retention: backupRetention.optional(),
+  })
+  .openapi('BackupList');
+
+/** A backup an operation dropped to stay within the retention, and why. */
+export const prunedBackup = backup.extend({ why: z.string() }).openapi('PrunedBackup');
+export type PrunedBackup = z.infer<typeof prunedBackup>;
+
+export const backupTaken = z
+  .object({
+    backup,
+    pruned: z.array(dataId),
+    prunedBackups: z.array(prunedBackup).default([]),
+  })
+  .openapi('BackupTaken');
+export type BackupTaken = z.infer<typeof backupTaken>;
+
+export const backupDumpQuery = dumpQuery;
 
 export const databaseReplaced = z
   .object({
@@ -354,6 +396,8 @@ export const databaseReplaced = z
     backup: backup.nullable(),
     /** Older backups dropped to stay within the retention. */
     pruned: z.array(dataId),
+    /** The same backups, with what they were and why they were dropped (absent from older platforms). */
+    prunedBackups: z.array(prunedBackup).default([]),
   })
   .openapi('DatabaseReplaced');
 export type DatabaseReplaced = z.infer<typeof databaseReplaced>;

@@ -3,8 +3,11 @@ import { appClient } from '../../../services/project/app-ref.js';
 import { listBackups, renderBackupTable, type BackupListing } from '../../../services/project/data/backups.js';
 
 export default class BackupsList extends BaseCommand {
-  static override summary = 'The database copies the platform keeps for an environment, newest first';
-  static override description = 'Every push db and backup restore keeps the database it replaces; the platform keeps the last few (3 unless the operator set otherwise).';
+  static override summary = 'The database copies the platform keeps for an environment, newest first: why each was taken, when, its size';
+  static override description =
+    'Every push db and backup restore keeps the database it replaces; live can also be backed up daily (`divio platform start --backup-schedule`), ' +
+    'and `divio project backups create` takes one at any time. The platform keeps the newest few, the newest of each reason, and every backup ' +
+    'younger than a number of days (3, and 7 days, unless the operator set otherwise); an operation that prunes a backup names it.';
   static override aliases = ['app:backups:list'];
   static override enableJsonFlag = true;
   static override args = { environment: environmentArg() };

@@ -3,7 +3,7 @@ import { BaseCommand, projectFlags } from '../../../base-command.js';
 import { confirmOverwrite } from '../../../core/confirm.js';
 import { InvalidInputError } from '../../../core/errors.js';
 import { appClient } from '../../../services/project/app-ref.js';
-import { restoreBackup } from '../../../services/project/data/backups.js';
+import { prunedLines, restoreBackup } from '../../../services/project/data/backups.js';
 import { dataId } from '../../../shared/api/schemas.js';
 
 export default class BackupsRestore extends BaseCommand {
@@ -40,6 +40,7 @@ export default class BackupsRestore extends BaseCommand {
     const result = await this.io.task(`Restoring backup ${args.id} on ${environment}`, () => restoreBackup({ client, slug, environment }, args.id));
     this.log(`Restored backup ${args.id} into the ${environment} database of ${slug}.`);
     if (result.backup) this.log(`The database it replaced is kept as backup ${result.backup.id}.`);
+    for (const line of prunedLines(result.prunedBackups)) this.log(line);
     return result;
   }
 }

@@ -4,6 +4,7 @@ import { projectClient } from '../../../services/project/app-ref.js';
 import { confirmOverwrite } from '../../../core/confirm.js';
 import { formatBytes, formatSeconds } from '../../../core/io.js';
 import { pushDatabase, type DatabaseTransferResult } from '../../../services/project/data/database.js';
+import { prunedLines } from '../../../services/project/data/backups.js';
 import { openLocalEnvironment } from '../../../services/project/local-environment.js';
 
 export default class PushDb extends BaseCommand {
@@ -39,6 +40,7 @@ export default class PushDb extends BaseCommand {
       `Pushed the local database to ${environment}: ${formatBytes(result.bytes)} in ${formatSeconds(result.durationMs)}, sha256 ${result.sha256.slice(0, 12)}… verified on both sides.`,
     );
     if (result.backup) this.log(`The database it replaced is kept as backup ${result.backup.id} (divio project backups restore ${environment} ${result.backup.id}).`);
+    for (const line of prunedLines(result.prunedBackups)) this.log(line);
     return result;
   }
 }

@@ -201,6 +201,31 @@ export class ClusterDatabases {
     });
   }
 
+  /**
+   * A scratch database a backup was restored into becomes the backup `name`: its sessions ended,
+   * renamed, then closed like every backup (the admin's, connections off, no grants).
+   */
+  async keepAsBackup(scratch: string, name: string): Promise<void> {
+    await this.withClient(async (client) => {
+      const s = client.escapeIdentifier(scratch);
+      await client.query(`ALTER DATABASE ${s} ALLOW_CONNECTIONS false`);
+      await client.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [scratch]);
+      let lastError: unknown;
+      for (let attempt = 0; attempt < SWAP_ATTEMPTS; attempt++) {
+        try {
+          await client.query(`ALTER DATABASE ${s} RENAME TO ${client.escapeIdentifier(name)}`);
+          return;
+        } catch (error) {
+          // A terminated backend can take a moment to exit.
+          lastError = error;
+          await new Promise((r) => setTimeout(r, 150 * (attempt + 1)));
+        }
+      }
+      throw lastError;
+    });
+    await this.closeBackup(name);
+  }
+
   /** Connections on again: undoes a swap that a crash stopped between its first step and its commit. */
   async allowConnections(name: string): Promise<void> {
     await this.withClient(async (client) => {

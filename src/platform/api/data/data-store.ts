@@ -110,6 +110,15 @@ export class DataStore {
     return rows;
   }
 
+  /** When the environment's newest backup of `reason` was taken (the scheduler's memory). */
+  async newestBackupAt(environmentId: string, reason: Backup['reason']): Promise<Date | null> {
+    const { rows } = await this.db.query<{ at: Date | null }>(
+      'SELECT max(created_at) AS at FROM db_backups WHERE environment_id = $1 AND reason = $2',
+      [environmentId, reason],
+    );
+    return rows[0]?.at ? new Date(rows[0].at) : null;
+  }
+
   async backup(environmentId: string, id: string): Promise<BackupRow | undefined> {
     const { rows } = await this.db.query<BackupRow>('SELECT * FROM db_backups WHERE id = $1 AND environment_id = $2', [id, environmentId]);
     return rows[0];

@@ -21,6 +21,7 @@ import type { EnvironmentRow } from '../store.js';
 import { ApiError } from '../errors.js';
 import { BACKUP_PREFIX, ClusterDatabases, SCRATCH_PREFIX, backupName, scratchName } from './cluster-databases.js';
 import { DataStore, type BackupRow, type TransferRow } from './data-store.js';
+import { backupsToPrune, type RetentionPolicy } from './backup-retention.js';
 import { asRole, connectionArgs, connectionEnv, connectionOf, pgToolPath, type PgConnection } from './pg-tools.js';
 import { DigestMeter } from '../../../shared/digest-meter.js';
 
@@ -28,17 +29,33 @@ export interface DatabaseTransfersDeps {
   adminUrl: string;
   store: DataStore;
   cluster: ClusterDatabases;
-  backupsKeep: number;
+  retention: RetentionPolicy;
   log: (line: string) => void;
+  /** The clock retention ages backups by (tests set it). */
+  now?: () => Date;
   /** Where the pg tools live (tests point elsewhere); default /usr/lib/postgresql. */
   toolsRoot?: string;
+}
+
+/** A backup an operation dropped, and why (the client is told: nothing is pruned silently). */
+export interface PrunedBackupRow extends BackupRow {
+  why: string;
 }
 
 export interface Replaced {
   transfer: TransferRow;
   backup: BackupRow | null;
-  pruned: string[];
+  pruned: PrunedBackupRow[];
 }
+
+export interface Taken {
+  transfer: TransferRow;
+  backup: BackupRow;
+  pruned: PrunedBackupRow[];
+}
+
+/** Reasons for a backup that copies the database in place (the others keep a database an operation replaced). */
+export type CopyReason = 'scheduled' | 'manual' | 'release';
 
 /** Session settings for restores into a scratch database: nothing there needs crash safety per commit. */
 const RESTORE_PGOPTIONS = '-c synchronous_commit=off -c maintenance_work_mem=256MB';
@@ -63,8 +80,124 @@ export class DatabaseTransfers {
     await this.deps.store.insertTransfer({ id, environmentId: env.id, kind: 'dump', state: 'running', scratchDb: null });
     this.active.add(id);
     try {
+      await this.streamDump(pgDump, id, env, env.db_name, res, level);
+    } finally {
+      this.active.delete(id);
+    }
+  }
+
+  /**
+   * Stream backup `backupId` to `res` as a custom-format dump. A backup takes no connections, so
+   * it is copied into a scratch database that the environment's role may open, dumped from there
+   * as that role (like any dump), and the copy dropped.
+   */
+  async dumpBackup(env: EnvironmentRow, backupId: string, res: ServerResponse, level: number): Promise<void> {
+    const backup = await this.deps.store.backup(env.id, backupId);
+    if (!backup) throw new ApiError(404, 'not_found', `Backup ${backupId} not found`);
+    const pgDump = await this.tool('pg_dump');
+    const id = newId();
+    const scratch = scratchName(id);
+    await this.deps.store.insertTransfer({ id, environmentId: env.id, kind: 'dump', state: 'running', scratchDb: scratch });
+    this.active.add(id);
+    try {
+      try {
+        await this.deps.cluster.cloneInto(backup.database, scratch);
+        await this.deps.cluster.allowConnections(scratch);
+        await this.deps.cluster.admit(scratch, env.db_role);
+      } catch (error) {
+        await this.fail(id, describe(error));
+        throw new ApiError(503, 'dump_failed', `The backup could not be copied for the dump: ${describe(error)}`, { hint: 'Try again.' });
+      }
+      await this.streamDump(pgDump, id, env, scratch, res, level);
+    } finally {
+      this.active.delete(id);
+      await this.deps.cluster.drop(scratch).catch((error: unknown) => this.deps.log(`could not drop ${scratch}: ${describe(error)}; the next start does`));
+    }
+  }
+
+  private async streamDump(pgDump: string, id: string, env: EnvironmentRow, database: string, res: ServerResponse, level: number): Promise<void> {
+    const connection = this.roleOf(env);
+    const child = execa(pgDump, ['--format=custom', `--compress=${level}`, ...connectionArgs(connection, database)], {
+      env: connectionEnv(connection),
+      extendEnv: false,
+      stdin: 'ignore',
+      stdout: 'pipe',
+      stderr: 'pipe',
+      buffer: { stdout: false, stderr: true },
+      reject: false,
+    });
+    // Until pg_dump has written something, a failure can still be an ordinary error response.
+    const started = await firstOutputOrExit(child);
+    if (!started) {
+      const result = await child;
+      const reason = lastLines(String(result.stderr)) || `pg_dump exited with ${result.exitCode}`;
+      await this.fail(id, reason);
+      throw new ApiError(503, 'dump_failed', `The database could not be dumped: ${reason}`, { hint: 'Try again; the operator can check `divio platform status`.' });
+    }
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'cache-control': 'no-store', 'x-divio-transfer': id });
+    const meter = new DigestMeter();
+    let clientGone = false;
+    res.once('close', () => {
+      if (!res.writableFinished) {
+        clientGone = true;
+        child.kill();
+      }
+    });
+    let streamError: unknown;
+    try {
+      await pipeline(child.stdout!, meter, res, { end: false });
+    } catch (error) {
+      streamError = error;
+    }
+    const result = await child;
+    if (clientGone || streamError || result.exitCode !== 0) {
+      const reason = clientGone
+        ? 'the client went away before the dump was complete'
+        : result.exitCode !== 0
+          ? lastLines(String(result.stderr)) || `pg_dump exited with ${result.exitCode}`
+          : `sending the dump failed: ${(streamError as Error).message}`;
+      await this.fail(id, reason);
+      // Cut the chunked response short: the client must see an incomplete stream, never a clean end.
+      res.destroy();
+      return;
+    }
+    // Recorded before the response ends, so a client that saw the end can always read the digest.
+    await this.deps.store.advance(id, ['running'], { state: 'completed', bytes: meter.bytes, sha256: meter.digest() });
+    res.end();
+  }
+
+  /**
+   * Take a backup of `env`'s database where it is: pg_dump piped into pg_restore (both as the
+   * environment's role, like every dump and restore) into a scratch database, which then becomes
+   * the backup. pg_dump reads one snapshot, so the copy is consistent while the app keeps writing.
+   * Holds the environment's import slot: a swap meanwhile would end pg_dump's session.
+   */
+  async takeBackup(env: EnvironmentRow, reason: CopyReason): Promise<Taken> {
+    const pgDump = await this.tool('pg_dump');
+    const pgRestore = await this.tool('pg_restore');
+    await this.sweepAbandoned(env);
+    const { store, cluster } = this.deps;
+    const id = newId();
+    const scratch = scratchName(id);
+    const row = await store.insertTransfer({ id, environmentId: env.id, kind: 'backup', state: 'running', scratchDb: scratch });
+    if (!row) throw importInProgress(env);
+    this.active.add(id);
+    try {
+      await cluster.createScratch(scratch, env.db_role);
       const connection = this.roleOf(env);
-      const child = execa(pgDump, ['--format=custom', `--compress=${level}`, ...connectionArgs(connection, env.db_name)], {
+      const tag = `divio-restore-${randomBytes(12).toString('hex')}`;
+      await cluster.admit(scratch, env.db_role);
+      const restore = execa(pgRestore, ['--exit-on-error', '--no-owner', '--no-acl', ...connectionArgs(connection, scratch)], {
+        env: connectionEnv(connection, { PGOPTIONS: RESTORE_PGOPTIONS, PGAPPNAME: tag }),
+        extendEnv: false,
+        stdin: 'pipe',
+        stdout: 'ignore',
+        stderr: 'pipe',
+        reject: false,
+      });
+      const intruders = this.admitOnlyRestore(scratch, env.db_role, tag, restore);
+      intruders.catch(() => undefined);
+      const dump = execa(pgDump, ['--format=custom', '--compress=0', ...connectionArgs(connection, env.db_name)], {
         env: connectionEnv(connection),
         extendEnv: false,
         stdin: 'ignore',
@@ -73,44 +206,34 @@ export class DatabaseTransfers {
         buffer: { stdout: false, stderr: true },
         reject: false,
       });
-      // Until pg_dump has written something, a failure can still be an ordinary error response.
-      const started = await firstOutputOrExit(child);
-      if (!started) {
-        const result = await child;
-        const reason = lastLines(String(result.stderr)) || `pg_dump exited with ${result.exitCode}`;
-        await this.fail(id, reason);
-        throw new ApiError(503, 'dump_failed', `The database could not be dumped: ${reason}`, { hint: 'Try again; the operator can check `divio platform status`.' });
-      }
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'cache-control': 'no-store', 'x-divio-transfer': id });
+      // Counts the bytes copied, for the transfer's record.
       const meter = new DigestMeter();
-      let clientGone = false;
-      res.once('close', () => {
-        if (!res.writableFinished) {
-          clientGone = true;
-          child.kill();
-        }
+      restore.stdin!.on('error', () => undefined);
+      // pg_restore stopping early must not leave pg_dump blocked on a full pipe.
+      void restore.then((result) => {
+        if (result.exitCode !== 0) dump.kill();
       });
-      let streamError: unknown;
-      try {
-        await pipeline(child.stdout!, meter, res, { end: false });
-      } catch (error) {
-        streamError = error;
+      dump.stdout!.pipe(meter).pipe(restore.stdin!);
+      const [dumped, restored] = await Promise.all([dump, restore]);
+      const intruded = await intruders;
+      if (intruded || restored.exitCode !== 0 || dumped.exitCode !== 0) {
+        const why = intruded
+          ? "another session connected to the backup's scratch database"
+          : dumped.exitCode !== 0 && String(dumped.stderr).trim()
+            ? lastLines(String(dumped.stderr))
+            : lastLines(String(restored.stderr)) || `pg_dump exited with ${dumped.exitCode}, pg_restore with ${restored.exitCode}`;
+        await this.discard(id, scratch, why);
+        throw new ApiError(503, 'backup_failed', `The backup of the ${env.name} database failed; nothing changed: ${why}`, { hint: 'Try again.' });
       }
-      const result = await child;
-      if (clientGone || streamError || result.exitCode !== 0) {
-        const reason = clientGone
-          ? 'the client went away before the dump was complete'
-          : result.exitCode !== 0
-            ? lastLines(String(result.stderr)) || `pg_dump exited with ${result.exitCode}`
-            : `sending the dump failed: ${(streamError as Error).message}`;
-        await this.fail(id, reason);
-        // Cut the chunked response short: the client must see an incomplete stream, never a clean end.
-        res.destroy();
-        return;
-      }
-      // Recorded before the response ends, so a client that saw the end can always read the digest.
-      await this.deps.store.advance(id, ['running'], { state: 'completed', bytes: meter.bytes, sha256: meter.digest() });
-      res.end();
+      const kept = backupName(id);
+      await cluster.keepAsBackup(scratch, kept);
+      await store.advance(id, ['running'], { state: 'running', bytes: meter.bytes });
+      const done = await store.completeWithBackup(id, { id, environmentId: env.id, database: kept, reason, sizeBytes: await cluster.sizeOf(kept) });
+      const pruned = await this.prune(env);
+      return { transfer: done.transfer, backup: done.backup!, pruned };
+    } catch (error) {
+      if (!(error instanceof ApiError)) await this.discard(id, scratch, describe(error)).catch(() => undefined);
+      throw error;
     } finally {
       this.active.delete(id);
     }
@@ -241,8 +364,8 @@ export class DatabaseTransfers {
     return this.deps.store.backups(env.id);
   }
 
-  get backupsKeep(): number {
-    return this.deps.backupsKeep;
+  get retention(): RetentionPolicy {
+    return this.deps.retention;
   }
 
   /**
@@ -321,20 +444,32 @@ export class DatabaseTransfers {
   }
 
   /**
-   * Keep the newest `backupsKeep` backups of the environment. The surplus leave the list at once;
-   * their databases are dropped in the background, because DROP DATABASE forces a checkpoint that
-   * after a large restore takes seconds. A drop cut short by a restart is redone at start.
+   * Drop the environment's backups that the retention (backup-retention.ts) no longer keeps. They
+   * leave the list at once; their databases are dropped in the background, because DROP DATABASE
+   * forces a checkpoint that after a large restore takes seconds. A drop cut short by a restart is
+   * redone at start. Returns what was dropped and why, for the client to show.
    */
-  private async prune(env: EnvironmentRow): Promise<string[]> {
+  private async prune(env: EnvironmentRow): Promise<PrunedBackupRow[]> {
     const { store, cluster, log } = this.deps;
-    const surplus = (await store.backups(env.id)).slice(this.deps.backupsKeep);
-    for (const backup of surplus) await store.deleteBackup(backup.id);
+    const backups = await store.backups(env.id);
+    const now = this.deps.now?.() ?? new Date();
+    const decisions = backupsToPrune(
+      backups.map((b) => ({ id: b.id, reason: b.reason, createdAt: new Date(b.created_at) })),
+      this.deps.retention,
+      now,
+    );
+    const byId = new Map(backups.map((b) => [b.id, b]));
+    const surplus = decisions.map((d) => ({ ...byId.get(d.id)!, why: d.why }));
+    for (const backup of surplus) {
+      await store.deleteBackup(backup.id);
+      log(`pruned backup ${backup.id} of environment ${env.id} (${backup.reason}, ${new Date(backup.created_at).toISOString()}): ${backup.why}`);
+    }
     void (async () => {
       for (const backup of surplus) {
         await cluster.drop(backup.database).catch((error: unknown) => log(`could not drop the old backup ${backup.database}: ${describe(error)}; the next start retries`));
       }
     })();
-    return surplus.map((backup) => backup.id);
+    return surplus;
   }
 
   /** Imports of this environment nobody is working on (the client went away): dropped. */
@@ -428,7 +563,7 @@ function firstOutputOrExit(child: ResultPromise): Promise<boolean> {
 }
 
 function importInProgress(env: EnvironmentRow): ApiError {
-  return new ApiError(409, 'conflict', `Another database import or restore into ${env.name} is in progress`, {
+  return new ApiError(409, 'conflict', `Another database import, restore or backup of ${env.name} is in progress`, {
     hint: 'Wait for it to finish, then try again.',
   });
 }

@@ -12,7 +12,7 @@ import { execa } from 'execa';
 import { DivioError, ExitCode } from '../../../core/errors.js';
 import { formatBytes, type IO } from '../../../core/io.js';
 import * as routes from '../../../shared/api/routes.js';
-import { dataId, type Backup, type EnvironmentName } from '../../../shared/api/schemas.js';
+import { dataId, type Backup, type EnvironmentName, type PrunedBackup } from '../../../shared/api/schemas.js';
 import { importDatabase } from '../db/import.js';
 import type { Snapshot } from '../db/snapshots.js';
 import { openLocalDatabase } from '../db/local-database.js';
@@ -37,6 +37,8 @@ export interface DatabaseTransferResult {
   backup?: Backup | null;
   /** push: older backups dropped to stay within the platform's retention. */
   pruned?: string[];
+  /** push: the same, with what they were and why they were dropped. */
+  prunedBackups?: PrunedBackup[];
 }
 
 export async function pullDatabase(
@@ -160,6 +162,7 @@ export async function pushDatabase(local: LocalEnvironment, io: IO, remote: Remo
       durationMs: Date.now() - started,
       backup: replaced.backup,
       pruned: replaced.pruned,
+      prunedBackups: replaced.prunedBackups,
     };
   } catch (error) {
     if (abort.signal.aborted) throw abort.signal.reason;
