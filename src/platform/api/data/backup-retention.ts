@@ -72,10 +72,6 @@ export function backupsToPrune(backups: readonly RetentionCandidate[], policy: R
   return pruned;
 }
 
-export function describeRetention(policy: RetentionPolicy): string {
-  return `keeps the newest ${policy.keep}, the newest of each reason, and every backup younger than ${days(policy.keepDays)} up to ${policy.max} in all`;
-}
-
 function days(n: number): string {
   return n === 1 ? '1 day' : `${n} days`;
 }
