@@ -159,7 +159,7 @@ describeWithDocker('database transfers between local and the platform', () => {
     expect(denied.exitCode).not.toBe(0);
   });
 
-  it('backups: each push keeps the replaced database, the last 3 are kept, and a backup restores', async () => {
+  it('backups: each push keeps the replaced database, none younger than 7 days is pruned, and a backup restores', async () => {
     // Mark each generation so restores can be told apart.
     const generations: string[] = [];
     for (let i = 1; i <= 3; i++) {
@@ -172,11 +172,13 @@ describeWithDocker('database transfers between local and the platform', () => {
     expect(listed.exitCode, listed.stderr).toBe(0);
     const listing = json(listed);
     expect(listing.keep).toBe(3);
-    expect(listing.backups.map((b: { id: string }) => b.id)).toEqual([...generations].reverse());
-    // Pruned backups leave the list at once; their databases are dropped in the background.
-    await waitFor(async () => (await backupDatabases('test')) === '3', 'the pruned backups to be dropped');
+    expect(listing.retention).toMatchObject({ keep: 3, keepDays: 7, max: 10 });
+    // The round trip's push made one before these three: all are younger than 7 days, so all are kept.
+    expect(listing.backups.map((b: { id: string }) => b.id).slice(0, 3)).toEqual([...generations].reverse());
+    expect(listing.backups).toHaveLength(4);
+    expect(await backupDatabases('test')).toBe('4');
     const table = await cli(['project', 'backups', 'list', 'test']);
-    expect(table.stdout).toMatch(/^ID\s+CREATED\s+REPLACED BY\s+SIZE/m);
+    expect(table.stdout).toMatch(/^ID\s+TAKEN\s+REASON\s+SIZE/m);
 
     // The newest backup holds generation 2 (generation 3 replaced it).
     const newest = listing.backups[0].id;
@@ -187,9 +189,9 @@ describeWithDocker('database transfers between local and the platform', () => {
     const result = json(restored);
     expect(result.restored).toBe(newest);
     expect(result.backup.reason).toBe('restore');
-    expect(result.pruned).toHaveLength(1);
+    expect(result.pruned).toEqual([]);
     expect(await clusterSql('SELECT n FROM generation', envDb('test'))).toBe('2');
-    await waitFor(async () => (await backupDatabases('test')) === '3', 'the pruned backup to be dropped');
+    expect(await backupDatabases('test')).toBe('5');
     const bad = await cli(['project', 'backups', 'restore', 'test', 'not-an-id', '--yes']);
     expect(bad.exitCode).toBe(4);
     const missing = await cli(['project', 'backups', 'restore', 'test', '0123456789abcdef', '--yes']);
@@ -300,7 +302,7 @@ describeWithDocker('database transfers between local and the platform', () => {
     await waitFor(async () => (await scratchDatabases()) !== '', 'the first import to start');
     const second = await rawUpload(platform().port, apiPath('test/database/imports'), token, Buffer.from('PGDMP'));
     expect(second.status).toBe(409);
-    expect(JSON.parse(second.body).error.message).toMatch(/Another database import or restore into test is in progress/);
+    expect(JSON.parse(second.body).error.message).toMatch(/Another database import, restore or backup of test is in progress/);
     body.end(randomBytes(100));
     expect((await first).status).toBe(422);
   });

@@ -171,6 +171,13 @@ describeWithDocker('platform API', () => {
         };
       }
       case '/v1/apps/{slug}/environments/{env}/backups':
+        if (m === 'POST') {
+          // A backup of alice's (empty) live database, taken while nothing else runs there.
+          return {
+            own: { method: m, path: `/v1/apps/${aliceApp}/environments/live/backups`, expect: 201 },
+            foreign: { method: m, path: `/v1/apps/${bobApp}/environments/live/backups`, expect: 404 },
+          };
+        }
         return {
           own: { method: m, path: `/v1/apps/${aliceApp}/environments/live/backups`, expect: 200 },
           foreign: { method: m, path: `/v1/apps/${bobApp}/environments/live/backups`, expect: 404 },
@@ -180,6 +187,16 @@ describeWithDocker('platform API', () => {
           own: { method: m, path: `/v1/apps/${aliceApp}/environments/live/backups/0123456789abcdef/restore`, expect: 404 },
           foreign: { method: m, path: `/v1/apps/${bobApp}/environments/live/backups/0123456789abcdef/restore`, expect: 404 },
         };
+      case '/v1/apps/{slug}/environments/{env}/backups/{id}/dump': {
+        const taken = await request(endpoint, `/v1/apps/${aliceApp}/environments/live/backups`, { method: 'POST', token: caller.token });
+        if (taken.status !== 201) throw new Error(`taking a backup for the matrix: ${taken.status} ${JSON.stringify(taken.body)}`);
+        const id = taken.body.backup.id as string;
+        return {
+          own: { method: m, path: `/v1/apps/${aliceApp}/environments/live/backups/${id}/dump`, expect: 200 },
+          // Bob reaches alice's backup neither through his own app nor by guessing.
+          foreign: { method: m, path: `/v1/apps/${bobApp}/environments/live/backups/${id}/dump`, expect: 404 },
+        };
+      }
       case '/v1/apps/{slug}/environments/{env}/media/credentials':
         return {
           own: { method: m, path: `/v1/apps/${aliceApp}/environments/test/media/credentials`, body: { access: 'write' }, expect: 201 },
@@ -264,6 +281,7 @@ describeWithDocker('platform API', () => {
     expect((await request(endpoint, `${env}/database/dump`, { token: ro })).status).toBe(200);
     expect((await request(endpoint, `${env}/database/imports`, { method: 'POST', token: ro, raw: 'PGDMP', contentType: 'application/octet-stream' })).status).toBe(403);
     expect((await request(endpoint, `${env}/backups/0123456789abcdef/restore`, { method: 'POST', token: ro })).status).toBe(403);
+    expect((await request(endpoint, `${env}/backups`, { method: 'POST', token: ro })).status).toBe(403);
     expect((await request(endpoint, `${env}/media/credentials`, { method: 'POST', token: ro, body: { access: 'read' } })).status).toBe(201);
     const write = await request(endpoint, `${env}/media/credentials`, { method: 'POST', token: ro, body: { access: 'write' } });
     expect(write.status).toBe(403);
