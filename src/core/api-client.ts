@@ -78,7 +78,7 @@ export class ApiClient {
     input: CallInput<R>,
     options: { signal?: AbortSignal } = {},
   ): Promise<{ body: IncomingMessage; headers: IncomingHttpHeaders }> {
-    const response = await this.nodeRequest(route, input, { accept: 'application/octet-stream', signal: options.signal });
+    const response = await whileRefused(() => this.nodeRequest(route, input, { accept: 'application/octet-stream', signal: options.signal }));
     if ((response.statusCode ?? 0) >= 300) throw await nodeError(response, this.endpoint);
     return { body: response, headers: response.headers };
   }
@@ -157,12 +157,14 @@ export class ApiClient {
     if (input.body !== undefined) headers['content-type'] = 'application/json';
     let response: Response;
     try {
-      response = await this.fetchImpl(url, {
-        method: route.method.toUpperCase(),
-        headers,
-        body: input.body === undefined ? undefined : JSON.stringify(input.body),
-        signal: options.timeoutMs === undefined ? undefined : AbortSignal.timeout(options.timeoutMs),
-      });
+      response = await whileRefused(() =>
+        this.fetchImpl(url, {
+          method: route.method.toUpperCase(),
+          headers,
+          body: input.body === undefined ? undefined : JSON.stringify(input.body),
+          signal: options.timeoutMs === undefined ? undefined : AbortSignal.timeout(options.timeoutMs),
+        }),
+      );
     } catch (error) {
       throw new DivioError(`Cannot reach the divio platform at ${this.endpoint}`, {
         exitCode: ExitCode.environment,
@@ -181,6 +183,26 @@ function fillPath(template: string, params: Record<string, string>): string {
     if (value === undefined) throw new Error(`missing path parameter ${name}`);
     return encodeURIComponent(value);
   });
+}
+
+/**
+ * How long a request is tried again while the platform refuses connections. The router restarts
+ * for a few seconds when it joins a new environment's network (environment-networks.ts); a refused
+ * connection never reached the platform, so trying again is safe for any request.
+ */
+export const REFUSED_RETRY_MS = 15_000;
+
+async function whileRefused<T>(attempt: () => Promise<T>, windowMs = REFUSED_RETRY_MS): Promise<T> {
+  const deadline = Date.now() + windowMs;
+  for (let delay = 250; ; delay = Math.min(delay * 2, 2_000)) {
+    try {
+      return await attempt();
+    } catch (error) {
+      const code = (error as { cause?: { code?: string } }).cause?.code ?? (error as { code?: string }).code;
+      if (code !== 'ECONNREFUSED' || Date.now() + delay > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
 }
 
 function successSchema(route: RouteConfig, status: number): z.ZodType | undefined {

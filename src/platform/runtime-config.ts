@@ -23,8 +23,10 @@ export const runtimeConfigSchema = z.strictObject({
     appPort: z.number().int(),
   }),
   media: z.strictObject({
-    /** S3 endpoint as the API and app containers reach it. */
+    /** S3 endpoint as the API reaches it (and app containers, when `appEndpoint` is absent). */
     endpoint: z.url(),
+    /** S3 endpoint as app containers reach it: the gateway, on their environment's network. */
+    appEndpoint: z.url().optional(),
     /** Base URL under which browsers fetch objects (`PUBLIC/BUCKET/KEY`). */
     publicUrl: z.url(),
     region: z.string(),
@@ -63,6 +65,11 @@ export const runtimeConfigSchema = z.strictObject({
       routerAppsDir: z.string(),
       /** The bridge network builds run on (cut off from the host and the platform); the engine's default when absent. */
       buildNetwork: z.string().optional(),
+      /**
+       * Services that join every environment's network (the router, the data gateway), with the
+       * names they answer to there. Absent (an older configuration): apps run on `network`.
+       */
+      sharedServices: z.array(z.strictObject({ service: z.string(), aliases: z.array(z.string()) })).optional(),
     })
     .optional(),
   git: z.strictObject({ root: z.string() }),
@@ -80,6 +87,8 @@ export const runtimeConfigSchema = z.strictObject({
    * one younger than `keepDays` up to `max`. `schedule`: a daily backup of every live environment
    * at HH:MM[:SS] UTC (absent: none).
    */
+  /** A deleted app's databases and buckets are kept this long (retained-resources.ts), then purged. */
+  deletedApps: z.strictObject({ retentionDays: z.number().int().min(0).max(3650).default(7) }).default({ retentionDays: 7 }),
   backups: z
     .strictObject({
       keep: z.number().int().min(1).max(100).default(3),

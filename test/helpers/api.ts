@@ -51,3 +51,20 @@ export async function createApp(endpoint: string, token: string, prefix: string)
   if (res.status !== 201) throw new Error(`creating app ${slug}: ${res.status} ${JSON.stringify(res.body)}`);
   return slug;
 }
+
+/**
+ * GET through the router with an environment's Host header. Not fetch: it sends its own Host
+ * whatever the caller gives, and Node cannot resolve `.localhost` names.
+ */
+export async function viaRouter(port: number, host: string, path: string): Promise<{ status: number; body: string }> {
+  const { request: httpRequest } = await import('node:http');
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path, headers: { host: `${host}:${port}` } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}

@@ -101,7 +101,7 @@ describeWithDocker('platform API', () => {
       case '/v1/apps/{slug}':
         if (m === 'DELETE') {
           const throwaway = await createApp(endpoint, caller.token, 'del');
-          return { own: { method: m, path: `/v1/apps/${throwaway}`, expect: 204 }, foreign: { method: m, path: `/v1/apps/${bobApp}`, expect: 404 } };
+          return { own: { method: m, path: `/v1/apps/${throwaway}`, expect: 200 }, foreign: { method: m, path: `/v1/apps/${bobApp}`, expect: 404 } };
         }
         return { own: { method: m, path: `/v1/apps/${aliceApp}`, expect: 200 }, foreign: { method: m, path: `/v1/apps/${bobApp}`, expect: 404 } };
       case '/v1/apps/{slug}/environments':
@@ -256,7 +256,7 @@ describeWithDocker('platform API', () => {
     for (const env of [test, live]) expect(existsSync(join(dataDir, 'media', env.media.bucket)), env.media.bucket).toBe(true);
     expect(existsSync(join(dataDir, 'git', `${slug}.git`, 'HEAD'))).toBe(true);
 
-    expect((await request(endpoint, `/v1/apps/${slug}`, { method: 'DELETE', token: alice.token })).status).toBe(204);
+    expect((await request(endpoint, `/v1/apps/${slug}`, { method: 'DELETE', token: alice.token })).status).toBe(200);
     expect(await sql(`SELECT count(*) FROM pg_database WHERE datname IN (${inList(dbs)})`)).toBe('0');
     expect(await sql(`SELECT count(*) FROM pg_roles WHERE rolname IN (${inList(dbs)})`)).toBe('0');
     for (const env of [test, live]) expect(existsSync(join(dataDir, 'media', env.media.bucket))).toBe(false);

@@ -18,7 +18,7 @@ import { divio, json } from '../helpers/cli.js';
 import { describeWithDocker } from '../helpers/docker.js';
 import { operatorToken, usePlatform } from '../helpers/platform.js';
 
-const COMPONENTS = ['postgres', 'registry', 's3', 'api', 'router'];
+const COMPONENTS = ['postgres', 'registry', 's3', 'gateway', 'api', 'router'];
 
 describeWithDocker('platform lifecycle', () => {
   const platform = usePlatform();

@@ -91,11 +91,13 @@ describe('runtime config', () => {
       database: {
         adminUrl: `postgres://postgres:${encodeURIComponent('p@ss/word+with:chars')}@divio-test-postgres:5432/postgres`,
         platformDatabase: 'divio_platform',
-        appHost: 'divio-test-postgres',
+        // Apps reach the cluster and the store through the gateway, under these names on their network.
+        appHost: 'divio-test-database',
         appPort: 5432,
       },
       media: {
         endpoint: 'http://divio-test-s3:4568',
+        appEndpoint: 'http://divio-test-media:4568',
         publicUrl: 'http://s3.localhost:8611',
         region: 'us-east-1',
         accessKeyId: 'DIVIOKEY12345',
@@ -104,6 +106,12 @@ describe('runtime config', () => {
       registry: { address: '127.0.0.1:8611' },
       git: { root: '/data/git' },
       operator: { name: 'operator', tokenId: 'abcdefghij012345' },
+      runtime: {
+        sharedServices: [
+          { service: 'divio-test-gateway', aliases: ['divio-test-database', 'divio-test-media'] },
+          { service: 'divio-test-router', aliases: [] },
+        ],
+      },
     });
     expect(new URL(config.database.adminUrl).password).toBe(encodeURIComponent('p@ss/word+with:chars'));
   });
@@ -122,7 +130,7 @@ describe('runtime config', () => {
     expect(config.database).toMatchObject({ adminUrl: 'postgres://admin:pw@db.example.com:6543/postgres', appHost: 'db.example.com', appPort: 6543 });
     expect(config.media).toEqual({ endpoint: 'https://s3.example.com', publicUrl: 'https://cdn.example.com', region: 'eu-west-1', accessKeyId: 'AK', secretAccessKey: 'SK' });
     expect(config.registry.address).toBe('registry.example.com');
-    expect(componentsOf(settings({ external: { database: { url: 'postgres://x' }, registry: { address: 'r' } } }))).toEqual(['s3', 'api', 'router']);
+    expect(componentsOf(settings({ external: { database: { url: 'postgres://x' }, registry: { address: 'r' } } }))).toEqual(['s3', 'gateway', 'api', 'router']);
   });
 
   it('is delivered under a content-addressed secret name', () => {
@@ -227,7 +235,7 @@ describe('service specs', () => {
 
   it('are dnsrr, on the platform network, labelled, pinned to managers, with host-mode publishing', () => {
     const specs = platformSpecs(context(settings()));
-    expect(specs.map((s) => s.service)).toEqual(['divio-postgres', 'divio-registry', 'divio-s3', 'divio-api', 'divio-router']);
+    expect(specs.map((s) => s.service)).toEqual(['divio-postgres', 'divio-registry', 'divio-s3', 'divio-gateway', 'divio-api', 'divio-router']);
     for (const { spec, component } of specs) {
       expect(spec.EndpointSpec?.Mode).toBe('dnsrr');
       expect(spec.Labels).toMatchObject({ 'divio.platform': 'divio', 'divio.component': component });
@@ -247,9 +255,30 @@ describe('service specs', () => {
       '/data/platform/router/apps:/data/router-apps',
       '/var/run/docker.sock:/var/run/docker.sock',
     ]);
+    const gateway = (specs.find((s) => s.component === 'gateway')!.spec.TaskTemplate as { ContainerSpec: Record<string, unknown> }).ContainerSpec;
+    // It holds nothing worth taking: no secret, no mount, an unprivileged user on a read-only root.
+    expect(gateway).toMatchObject({ User: 'node', ReadOnly: true, Env: ['DIVIO_GATEWAY_DATABASE=divio-postgres:5432', 'DIVIO_GATEWAY_MEDIA=divio-s3:4568'] });
+    expect(gateway.Secrets).toBeUndefined();
+    expect(gateway.Mounts).toBeUndefined();
     const postgres = specs.find((s) => s.component === 'postgres')!.spec;
     expect(JSON.stringify(postgres)).toContain('POSTGRES_PASSWORD_FILE=/run/secrets/postgres-password');
     expect(JSON.stringify(postgres)).not.toContain('p@ss');
+  });
+
+  it('put the router and the gateway, and only them, on every environment network, under their aliases there', () => {
+    const specs = platformSpecs({ ...context(settings()), environmentNetworks: ['net-a', 'net-b'] });
+    const networks = (component: string) => (specs.find((s) => s.component === component)!.spec.TaskTemplate as { Networks: unknown[] }).Networks;
+    expect(networks('router')).toEqual([
+      { Target: 'divio-net', Aliases: ['router'] },
+      { Target: 'net-a', Aliases: [] },
+      { Target: 'net-b', Aliases: [] },
+    ]);
+    expect(networks('gateway')).toEqual([
+      { Target: 'divio-net', Aliases: ['gateway'] },
+      { Target: 'net-a', Aliases: ['divio-database', 'divio-media'] },
+      { Target: 'net-b', Aliases: ['divio-database', 'divio-media'] },
+    ]);
+    for (const inner of ['postgres', 'registry', 's3', 'api']) expect(networks(inner)).toEqual([{ Target: 'divio-net', Aliases: [inner] }]);
   });
 
   it('hash changes with what matters and only with it', () => {

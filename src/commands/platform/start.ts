@@ -34,6 +34,12 @@ export default class PlatformStart extends BaseCommand {
       helpValue: 'DAYS',
     }),
     'backups-max': Flags.integer({ description: 'most backups kept per environment by age (default 10; kept for later starts)', min: 1, max: 1000, helpValue: 'N' }),
+    'deleted-apps-days': Flags.integer({
+      description: "days a deleted app's databases and media are kept before they are purged (default 7; kept for later starts)",
+      min: 0,
+      max: 3650,
+      helpValue: 'DAYS',
+    }),
     'backup-schedule': Flags.string({
       description: 'back up every live database daily at this time, UTC (HH:MM); off stops it (kept for later starts)',
       helpValue: 'HH:MM',
@@ -52,6 +58,7 @@ export default class PlatformStart extends BaseCommand {
       backupsKeepDays: flags['backups-keep-days'],
       backupsMax: flags['backups-max'],
       backupSchedule: flags['backup-schedule'],
+      deletedAppsDays: flags['deleted-apps-days'],
       timeoutMs: flags.timeout * 1000,
     });
     const changed = result.components.filter((c) => c.action !== 'unchanged');

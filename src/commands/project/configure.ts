@@ -18,21 +18,26 @@ export default class ProjectConfigure extends BaseCommand {
       description: "let pushes rewrite or delete the environment's branch (refused by default; deployed commits are kept either way)",
       allowNo: true,
     }),
+    'backup-before-release': Flags.boolean({
+      description: 'back the database up before each release command runs (on for live by default); the deploy log names the backup',
+      allowNo: true,
+    }),
   };
 
   async run(): Promise<Environment> {
     const { args, flags } = await this.parse(ProjectConfigure);
     const allowForcePush = flags['allow-force-push'];
-    if (flags.branch === undefined && flags.replicas === undefined && allowForcePush === undefined) {
+    const backupBeforeRelease = flags['backup-before-release'];
+    if (flags.branch === undefined && flags.replicas === undefined && allowForcePush === undefined && backupBeforeRelease === undefined) {
       throw new DivioError('Nothing to change', {
         exitCode: ExitCode.usage,
-        hint: 'Pass --branch BRANCH, --replicas N and/or --[no-]allow-force-push.',
+        hint: 'Pass --branch BRANCH, --replicas N, --[no-]allow-force-push and/or --[no-]backup-before-release.',
       });
     }
     const { slug, client } = await appClient({ app: flags.app });
     const env = await client.call(routes.changeEnvironment, {
       params: { slug, env: args.environment as 'test' | 'live' },
-      body: { branch: flags.branch, replicas: flags.replicas, allowForcePush },
+      body: { branch: flags.branch, replicas: flags.replicas, allowForcePush, backupBeforeRelease },
     });
     if (flags.branch) this.log(`${slug} ${env.name} deploys the branch ${env.branch} from its next deploy.`);
     if (flags.replicas) this.log(`${slug} ${env.name} runs ${env.replicas} replica${env.replicas === 1 ? '' : 's'} (applied now if it is deployed).`);
@@ -41,6 +46,13 @@ export default class ProjectConfigure extends BaseCommand {
         env.allowForcePush
           ? `${slug} ${env.name}: pushes may now rewrite or delete the branch ${env.branch} (deployed commits are kept).`
           : `${slug} ${env.name}: pushes that rewrite or delete the branch ${env.branch} are refused.`,
+      );
+    }
+    if (backupBeforeRelease !== undefined) {
+      this.log(
+        env.backupBeforeRelease
+          ? `${slug} ${env.name}: the database is backed up before each release command.`
+          : `${slug} ${env.name}: release commands run without a backup first.`,
       );
     }
     return env;

@@ -2,16 +2,21 @@
  * Registering and removing apps. An app is visible only once every part of it exists (repository,
  * and per environment a database, role and media bucket); a failure part-way undoes what was made
  * and the slug is free again. Apps caught half-way by a crash are cleaned up at the next start.
+ *
+ * Deleting an app stops and removes what runs (services, release jobs, routes, images, networks)
+ * and its repository at once; its databases and buckets are kept under names no new app takes,
+ * closed to everyone, for a grace period (retained-resources.ts), then purged.
  */
 import { randomBytes } from 'node:crypto';
-import { ENVIRONMENT_NAMES, type App, type Environment } from '../../shared/api/schemas.js';
+import { ENVIRONMENT_NAMES, type App, type DeletedApp, type Environment } from '../../shared/api/schemas.js';
 import { gitUrl } from '../../shared/api/routes.js';
 import type { RuntimeConfig } from '../runtime-config.js';
 import { ApiError, conflict } from './errors.js';
 import { branchProtections } from './git/protection.js';
-import { mediaBucketName } from './media-storage.js';
+import { assertValidBucketName, mediaBucketName } from './media-storage.js';
 import type { DatabaseCluster, GitHosting, MediaStorage } from './parts.js';
 import { databaseName, reservedDatabaseName } from './resource-names.js';
+import { retiredDatabaseName, type RetainedResources } from './retained-resources.js';
 import type { AppRow, EnvironmentRow, Store, UserRow } from './store.js';
 
 export interface AppsDeps {
@@ -23,6 +28,14 @@ export interface AppsDeps {
   log: (line: string) => void;
   /** Drops the scratch and backup databases of an environment's imports (absent without pg tools: there are none). */
   transfers?: { dropEnvironmentDatabases(env: EnvironmentRow): Promise<void> };
+  /** What runs for an app (absent on a platform without a runtime: nothing does). */
+  workloads?: {
+    assertIdle(app: AppRow): Promise<void>;
+    removeApp(app: AppRow): Promise<void>;
+    removeOrphanNetworks(liveAppIds: ReadonlySet<string>): Promise<void>;
+  };
+  /** A deleted app's data kept for a grace period; absent (tests of the API alone): dropped at once. */
+  retained?: RetainedResources;
 }
 
 export class AppsService {
@@ -30,13 +43,14 @@ export class AppsService {
 
   async create(owner: UserRow, slug: string, boilerplate: string | null): Promise<App> {
     const { store } = this.deps;
+    const keptBuckets = (await this.deps.retained?.bucketNames()) ?? new Set<string>();
     const environments = ENVIRONMENT_NAMES.map((name) => ({
       name,
       branch: 'main',
       db_name: databaseName(slug, name),
       db_role: databaseName(slug, name),
       db_password: randomBytes(24).toString('base64url'),
-      media_bucket: mediaBucketName(slug, name),
+      media_bucket: freeBucketName(mediaBucketName(slug, name), keptBuckets),
       media_prefix: '',
       media_access_key: null,
       media_secret_key: null,
@@ -66,19 +80,49 @@ export class AppsService {
     return this.render({ ...app, state: 'ready' });
   }
 
-  async delete(app: AppRow): Promise<void> {
+  async delete(app: AppRow): Promise<DeletedApp> {
+    await this.deps.workloads?.assertIdle(app);
     await this.deps.store.setAppState(app.id, 'deleting');
-    await this.teardown(app);
+    await this.remove(app);
+    void this.purgeRetained();
+    const days = this.deps.retained?.retentionDays;
+    return { slug: app.slug, dataKeptUntil: days === undefined ? null : new Date(Date.now() + days * 86_400_000).toISOString() };
   }
 
-  /** Finish what a crash interrupted: half-made apps and half-deleted ones are removed. */
+  /** Finish what a crash interrupted: half-made apps are removed, half-deleted ones deleted. */
   async recover(): Promise<void> {
     for (const state of ['provisioning', 'deleting'] as const) {
       for (const app of await this.deps.store.appsInState(state)) {
         this.deps.log(`removing app ${app.slug}, left ${state} by an earlier run`);
-        await this.teardown(app).catch((error) => this.deps.log(`could not remove ${app.slug}: ${describe(error)}`));
+        const finish = state === 'provisioning' ? this.teardown(app) : this.remove(app);
+        await finish.catch((error) => this.deps.log(`could not remove ${app.slug}: ${describe(error)}`));
       }
     }
+    await this.purgeRetained();
+    await this.removeOrphanNetworks();
+  }
+
+  /** Deleted apps' kept data past its period, and their networks (hourly; see removeOrphanNetworks). */
+  async housekeeping(): Promise<void> {
+    await this.purgeRetained();
+    await this.removeOrphanNetworks();
+  }
+
+  /** Not at each delete: the router restarts when it leaves a network (deploy-service.ts). */
+  private async removeOrphanNetworks(): Promise<void> {
+    const { workloads, store, log } = this.deps;
+    if (!workloads) return;
+    try {
+      await workloads.removeOrphanNetworks(await store.appIds());
+    } catch (error) {
+      log(`removing deleted apps' networks failed: ${describe(error)}`);
+    }
+  }
+
+  /** Drop deleted apps' data whose grace period is over (at start, hourly and after each delete). */
+  async purgeRetained(): Promise<void> {
+    const { retained, cluster, media, log } = this.deps;
+    await retained?.purge({ cluster, media }, log).catch((error) => log(`purging deleted apps' data failed: ${describe(error)}`));
   }
 
   async renderMany(apps: AppRow[]): Promise<App[]> {
@@ -113,8 +157,33 @@ export class AppsService {
     await this.deps.git.secure(app.slug, branchProtections(environments));
   }
 
-  /** Idempotent: each part's removal tolerates it being absent already. */
+  /**
+   * Delete an app: what runs goes now, the data is kept for the grace period. Idempotent, so an
+   * interrupted delete is finished at the next start. Without a record of kept data, as teardown.
+   */
+  private async remove(app: AppRow): Promise<void> {
+    const { store, cluster, media, git, retained, workloads } = this.deps;
+    if (!retained) return this.teardown(app);
+    await workloads?.removeApp(app);
+    for (const env of await store.environments([app.id])) {
+      // Backups and scratch databases are copies of what is kept; they go now.
+      await this.deps.transfers?.dropEnvironmentDatabases(env);
+      const retiredName = retiredDatabaseName(app.id, env.name);
+      // Recorded first: a crash between the two leaves a record of a rename still to happen, never
+      // a renamed database no record knows of.
+      await retained.record({ kind: 'database', name: retiredName, role: retiredName, appSlug: app.slug, appId: app.id, environment: env.name });
+      await cluster.retire({ database: env.db_name, role: env.db_role, retiredName });
+      await retained.record({ kind: 'bucket', name: env.media_bucket, appSlug: app.slug, appId: app.id, environment: env.name });
+      await media.retire({ bucket: env.media_bucket });
+    }
+    await git.remove(app.slug);
+    await store.deleteApp(app.id);
+    this.deps.log(`deleted app ${app.slug}; its databases and buckets are kept for ${retained.retentionDays} days`);
+  }
+
+  /** Remove every part now (an app that never became ready). Idempotent: each part tolerates being absent already. */
   private async teardown(app: AppRow): Promise<void> {
+    await this.deps.workloads?.removeApp(app);
     const { store, cluster, media, git } = this.deps;
     for (const env of await store.environments([app.id])) {
       // Before the role goes: its backups and scratch databases are the admin's, so not found by the role.
@@ -152,6 +221,7 @@ export class AppsService {
       },
       replicas: env.replicas,
       allowForcePush: env.allow_force_push,
+      backupBeforeRelease: env.backup_before_release,
       createdAt: env.created_at.toISOString(),
     };
   }
@@ -176,6 +246,20 @@ function nameTaken(error: unknown, slug: string): ApiError | undefined {
   if (!what) return undefined;
   const name = /=\((.*)\) already exists/.exec(detail ?? '')?.[1];
   return conflict(`"${slug}" would name its ${what}${name ? ` "${name}"` : ''}, which another app already has; choose another slug`, 'body.slug');
+}
+
+/**
+ * NAME, or NAME-r2, NAME-r3… while a deleted app's kept bucket has the name. Environment buckets
+ * end in -test or -live, so a -rN name is never another slug's plain bucket name.
+ */
+export function freeBucketName(name: string, taken: ReadonlySet<string>): string {
+  for (let n = 1; ; n++) {
+    const suffix = n === 1 ? '' : `-r${n}`;
+    const candidate = `${name.slice(0, 63 - suffix.length).replace(/[-.]+$/, '')}${suffix}`;
+    if (taken.has(candidate)) continue;
+    assertValidBucketName(candidate);
+    return candidate;
+  }
 }
 
 function describe(error: unknown): string {

@@ -105,6 +105,31 @@ export class PostgresCluster implements DatabaseCluster {
     }
   }
 
+  /** Renames what the platform made; a name it did not make is left as it is. */
+  async retire({ database, role, retiredName }: { database: string; role: string; retiredName: string }): Promise<void> {
+    const client = await this.pool.connect();
+    try {
+      const retired = client.escapeIdentifier(retiredName);
+      if ((await recorded(client, 'role', role)) && (await exists(client, 'role', role))) {
+        const r = client.escapeIdentifier(role);
+        // NOLOGIN first: no new session starts while the old ones are ended and the names change.
+        await client.query(`ALTER ROLE ${r} NOLOGIN PASSWORD NULL`);
+        await client.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1', [role]);
+        await client.query(`ALTER ROLE ${r} RENAME TO ${retired}`);
+        await rename(client, 'role', role, retiredName);
+      }
+      if ((await recorded(client, 'database', database)) && (await exists(client, 'database', database))) {
+        const d = client.escapeIdentifier(database);
+        await client.query(`ALTER DATABASE ${d} ALLOW_CONNECTIONS false`);
+        await client.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1', [database]);
+        await client.query(`ALTER DATABASE ${d} RENAME TO ${retired}`);
+        await rename(client, 'database', database, retiredName);
+      }
+    } finally {
+      client.release();
+    }
+  }
+
   async check(): Promise<void> {
     await this.pool.query('SELECT 1');
   }
@@ -126,6 +151,10 @@ async function recorded(client: pg.ClientBase, kind: ResourceKind, name: string)
 
 async function record(client: pg.ClientBase, kind: ResourceKind, name: string): Promise<void> {
   await client.query('INSERT INTO cluster_resources (kind, name) VALUES ($1, $2) ON CONFLICT DO NOTHING', [kind, name]);
+}
+
+async function rename(client: pg.ClientBase, kind: ResourceKind, from: string, to: string): Promise<void> {
+  await client.query('UPDATE cluster_resources SET name = $3 WHERE kind = $1 AND name = $2', [kind, from, to]);
 }
 
 async function forget(client: pg.ClientBase, kind: ResourceKind, name: string): Promise<void> {

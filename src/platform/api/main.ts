@@ -18,9 +18,13 @@ import { DeployService } from './deploy/deploy-service.js';
 import { ClusterDatabases } from './data/cluster-databases.js';
 import { DataStore } from './data/data-store.js';
 import { DatabaseTransfers } from './data/database-transfers.js';
+import { RetainedResources } from './retained-resources.js';
 import { BackupScheduler, parseDailyTime } from './data/backup-schedule.js';
 
 const log = (line: string) => console.log(`${new Date().toISOString()} ${line}`);
+
+/** How often deleted apps' data past its grace period, and their networks, are looked for. */
+const HOUSEKEEPING_INTERVAL_MS = 60 * 60_000;
 
 async function main(): Promise<void> {
   const config = await readRuntimeConfig();
@@ -34,7 +38,6 @@ async function main(): Promise<void> {
   const git = new BareRepositories(config.git.root);
   const media = new S3MediaStorage(config.media);
   const deployments = new DeploymentStore(pool, secrets);
-  const deploy = new DeployService({ store, deployments, docker: docker(), config, gitRoot: config.git.root, log });
   const dataStore = new DataStore(pool);
   const transfers = new DatabaseTransfers({
     adminUrl: config.database.adminUrl,
@@ -43,6 +46,12 @@ async function main(): Promise<void> {
     retention: config.backups,
     log,
   });
+  const backups = {
+    takeBackup: (env: EnvironmentRow) => transfers.takeBackup(env, 'release'),
+    restore: (env: EnvironmentRow, id: string) => transfers.restore(env, id),
+    hasBackup: async (env: EnvironmentRow, id: string) => Boolean(await dataStore.backup(env.id, id)),
+  };
+  const deploy = new DeployService({ store, deployments, docker: docker(), config, gitRoot: config.git.root, log, backups });
   const { app, apps } = buildServer({
     store,
     cluster,
@@ -53,11 +62,14 @@ async function main(): Promise<void> {
     transfers,
     deploys: { service: deploy, store: deployments },
     backupSchedule: config.backups.schedule,
+    retained: new RetainedResources(pool, config.deletedApps.retentionDays),
   });
   await apps.recover();
   await deploy.recover();
   await transfers.recover();
   const scheduler = startBackupSchedule(config, store, dataStore, transfers);
+  const purger = setInterval(() => void apps.housekeeping(), HOUSEKEEPING_INTERVAL_MS);
+  purger.unref();
 
   // No request timeout: a large push over a slow link may take longer than Node's default 300 s.
   const server = serve({ fetch: app.fetch, hostname: config.listen.host, port: config.listen.port, serverOptions: { requestTimeout: 0 } }, (info) =>
@@ -66,6 +78,7 @@ async function main(): Promise<void> {
   const shutdown = () => {
     log('shutting down');
     scheduler?.stop();
+    clearInterval(purger);
     server.close(() => void pool.end().finally(() => process.exit(0)));
     setTimeout(() => process.exit(0), 10_000).unref();
   };

@@ -70,6 +70,11 @@ export class S3MediaStorage implements MediaStorage {
     await ignoreNoSuchBucket(this.admin.send(new DeleteBucketCommand({ Bucket: bucket })));
   }
 
+  async retire({ bucket }: { bucket: string }): Promise<void> {
+    assertValidBucketName(bucket);
+    if (this.config.keysFile) await this.revokeBucketKey(this.config.keysFile, bucket);
+  }
+
   async check(): Promise<void> {
     await this.admin.send(new ListBucketsCommand({}));
   }
@@ -271,7 +276,7 @@ export function isValidBucketName(name: string): boolean {
   );
 }
 
-function assertValidBucketName(bucket: string): void {
+export function assertValidBucketName(bucket: string): void {
   if (!isValidBucketName(bucket)) {
     throw new Error(`invalid bucket name ${JSON.stringify(bucket)}: use 3-63 lower-case letters, digits and hyphens, starting and ending with a letter or digit`);
   }

@@ -194,6 +194,40 @@ const MIGRATIONS: readonly Migration[] = [
         WHERE kind IN ('import', 'backup') AND state IN ('running', 'restored', 'swapping');
     `,
   },
+  {
+    id: 12,
+    name: "a deleted app's databases and buckets are kept for a grace period",
+    sql: `
+      -- What a deleted app left to purge later: its databases under a retired name (the role too,
+      -- NOLOGIN) and its buckets with no key. The slug is free at once; these names are not reused.
+      CREATE TABLE retained_resources (
+        id bigserial PRIMARY KEY,
+        kind text NOT NULL CHECK (kind IN ('database', 'bucket')),
+        name text NOT NULL,
+        role text,
+        app_slug text NOT NULL,
+        app_id bigint NOT NULL,
+        environment text NOT NULL,
+        deleted_at timestamptz NOT NULL DEFAULT now(),
+        purge_after timestamptz NOT NULL,
+        UNIQUE (kind, name)
+      );
+    `,
+  },
+  {
+    id: 13,
+    name: 'a backup before each release, and the variables each deployment ran with',
+    sql: `
+      -- Live backs its database up before a release command runs; test when its owner asks.
+      ALTER TABLE environments ADD COLUMN backup_before_release boolean NOT NULL DEFAULT false;
+      UPDATE environments SET backup_before_release = true WHERE name = 'live';
+      -- The backup taken before this deployment's release (rollback --with-database restores it).
+      ALTER TABLE deployments ADD COLUMN release_backup_id text;
+      -- The user's variables this deployment ran with, sealed as one JSON object (a rollback
+      -- restores them); NULL for deployments made before.
+      ALTER TABLE deployments ADD COLUMN env_vars text;
+    `,
+  },
 ];
 
 const LOCK_KEY = 0x64697669; // "divi"

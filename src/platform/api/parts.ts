@@ -11,6 +11,11 @@ export interface DatabaseCluster {
   provision(req: { database: string; role: string; password: string }): Promise<void>;
   /** Idempotent: ends connections, drops the database and the role. */
   deprovision(req: { database: string; role: string }): Promise<void>;
+  /**
+   * Idempotent: the database and the role take `retiredName` (the role NOLOGIN, its sessions
+   * ended), so the data stays for an operator while the environment's names are free again.
+   */
+  retire(req: { database: string; role: string; retiredName: string }): Promise<void>;
   /** Where app containers connect. */
   readonly appHost: string;
   readonly appPort: number;
@@ -35,6 +40,8 @@ export interface MediaStorage {
   provision(req: { bucket: string }): Promise<MediaGrant>;
   /** Idempotent: deletes every object, the bucket and its credentials. */
   deprovision(req: { bucket: string }): Promise<void>;
+  /** Idempotent: the bucket's keys stop working; its objects stay (a deleted app's grace period). */
+  retire(req: { bucket: string }): Promise<void>;
   /**
    * A key pair for one bucket that stops working at `expiresAt` (the CLI's pull and push media).
    * Read access refuses every change. Confined to the bucket where the store can enforce it.

@@ -22,7 +22,8 @@ export type SecretPurpose =
   | 'environments.media_access_key'
   | 'environments.media_secret_key'
   | 'environments.secret_key'
-  | 'env_vars.value';
+  | 'env_vars.value'
+  | 'deployments.env_vars';
 
 /** A stored secret that does not open: changed, truncated, from another column, or sealed under another key. */
 export class SealedValueRefused extends Error {

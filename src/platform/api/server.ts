@@ -26,6 +26,7 @@ import { FINAL_STATES, renderDeployment, type DeploymentStore } from './deploy/d
 import { createDeploymentBody } from '../../shared/api/schemas.js';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { DatabaseTransfers } from './data/database-transfers.js';
+import type { RetainedResources } from './retained-resources.js';
 import { renderBackup, renderTransfer } from './data/data-store.js';
 import type { PrunedBackupRow } from './data/database-transfers.js';
 
@@ -34,6 +35,8 @@ export interface ServerDeps {
   deploys?: { service: DeployService; store: DeploymentStore };
   /** Absent on a platform without pg tools (and in tests of the API alone). */
   transfers?: DatabaseTransfers;
+  /** A deleted app's data kept for a grace period (absent: dropped with the app). */
+  retained?: RetainedResources;
   store: Store;
   cluster: DatabaseCluster;
   media: MediaStorage;
@@ -55,12 +58,19 @@ function isDatabaseImport(method: string, path: string): boolean {
 
 export function buildServer(deps: ServerDeps): { app: OpenAPIHono<ApiEnv>; apps: AppsService } {
   const { store } = deps;
-  const apps = new AppsService(deps);
+  const apps = new AppsService({ ...deps, workloads: deps.deploys?.service });
   const accounts = new Accounts(store);
   const app = new OpenAPIHono<ApiEnv>({ defaultHook: validationFailed });
 
   app.onError((error, c) => errorResponse(c, error, deps.log));
   app.notFound((c) => c.json(envelope('not_found', `No route for ${c.req.method} ${c.req.path}`), 404));
+  // An environment's host reaches the API only when no route of the router took it: nothing is
+  // deployed there (yet, or any more, after a delete). Browsers get a page that says so.
+  app.use('*', async (c, next) => {
+    const host = environmentHost(c.req.header('host'), deps.config.domain);
+    if (!host) return next();
+    return c.html(nothingDeployedPage(host), 404);
+  });
   const limit = bodyLimit({ maxSize: deps.config.bodyLimit, onError: () => tooLarge(deps.config.bodyLimit) });
   // Database imports stream dumps of any size straight into pg_restore; everything else is JSON.
   app.use('/v1/*', (c, next) => (isDatabaseImport(c.req.method, c.req.path) ? next() : limit(c, next)));
@@ -146,8 +156,7 @@ export function buildServer(deps: ServerDeps): { app: OpenAPIHono<ApiEnv>; apps:
   });
 
   app.openapi(on(routes.deleteApp), async (c) => {
-    await apps.delete(await ownedApp(c));
-    return c.body(null, 204);
+    return c.json(await apps.delete(await ownedApp(c)), 200);
   });
 
   app.openapi(on(routes.listEnvironments), async (c) => {
@@ -241,8 +250,8 @@ export function buildServer(deps: ServerDeps): { app: OpenAPIHono<ApiEnv>; apps:
 
   app.openapi(on(routes.rollback), async (c) => {
     const { env } = c.req.valid('param');
-    const { deployment } = c.req.valid('json');
-    const row = await deploysOf().service.rollback(await ownedApp(c), env, deployment);
+    const { deployment, withDatabase } = c.req.valid('json');
+    const row = await deploysOf().service.rollback(await ownedApp(c), env, deployment, { withDatabase });
     return c.json(renderDeployment(row), 202);
   });
 
@@ -565,4 +574,21 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
 
 function renderPruned(pruned: PrunedBackupRow[], env: 'test' | 'live') {
   return { pruned: pruned.map((b) => b.id), prunedBackups: pruned.map((b) => ({ ...renderBackup(b, env), why: b.why })) };
+}
+
+/** `test-shop.localhost` from a Host header (port dropped), when it names an environment's host. */
+export function environmentHost(header: string | undefined, domain: string): string | undefined {
+  const host = header?.toLowerCase().replace(/:\d+$/, '');
+  if (!host || !host.endsWith(`.${domain}`)) return undefined;
+  const label = host.slice(0, -domain.length - 1);
+  return /^(test|live)-[a-z][a-z0-9-]{0,62}$/.test(label) ? host : undefined;
+}
+
+function nothingDeployedPage(host: string): string {
+  // `host` passed environmentHost's pattern: letters, digits, '-' and '.', nothing to escape.
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Nothing deployed at ${host}</title></head>
+<body><h1>Nothing is deployed here</h1><p>No app is deployed at ${host} on this divio platform.</p>
+<p>Its owner deploys with <code>divio project deploy</code>.</p></body></html>
+`;
 }

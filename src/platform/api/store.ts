@@ -53,6 +53,8 @@ export interface EnvironmentRow {
   replicas: number;
   /** Whether git accepts rewriting or deleting the environment's branch (protection.ts). */
   allow_force_push: boolean;
+  /** A backup of the database is taken before each release command (live: on by default). */
+  backup_before_release: boolean;
   created_at: Date;
 }
 
@@ -236,7 +238,7 @@ export class Store {
     ownerId: string,
     slug: string,
     boilerplate: string | null,
-    environments: Omit<EnvironmentRow, 'id' | 'app_id' | 'created_at' | 'secret_key' | 'replicas' | 'allow_force_push'>[],
+    environments: Omit<EnvironmentRow, 'id' | 'app_id' | 'created_at' | 'secret_key' | 'replicas' | 'allow_force_push' | 'backup_before_release'>[],
   ): Promise<AppRow | undefined> {
     const appId = await this.transaction(async (client) => {
       const inserted = await client.query<{ id: string }>(
@@ -248,8 +250,8 @@ export class Store {
       if (!id) return undefined;
       for (const env of environments) {
         await client.query(
-          `INSERT INTO environments (app_id, name, branch, db_name, db_role, db_password, media_bucket, media_prefix)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+          `INSERT INTO environments (app_id, name, branch, db_name, db_role, db_password, media_bucket, media_prefix, backup_before_release)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $2 = 'live')`,
           [id, env.name, env.branch, env.db_name, env.db_role, this.secrets.seal(env.db_password, 'environments.db_password'), env.media_bucket, env.media_prefix],
         );
       }
@@ -271,11 +273,15 @@ export class Store {
     );
   }
 
-  async changeEnvironment(environmentId: string, change: { branch?: string; replicas?: number; allowForcePush?: boolean }): Promise<void> {
+  async changeEnvironment(
+    environmentId: string,
+    change: { branch?: string; replicas?: number; allowForcePush?: boolean; backupBeforeRelease?: boolean },
+  ): Promise<void> {
     await this.db.query(
       `UPDATE environments SET branch = COALESCE($2, branch), replicas = COALESCE($3, replicas),
-         allow_force_push = COALESCE($4, allow_force_push) WHERE id = $1`,
-      [environmentId, change.branch ?? null, change.replicas ?? null, change.allowForcePush ?? null],
+         allow_force_push = COALESCE($4, allow_force_push),
+         backup_before_release = COALESCE($5, backup_before_release) WHERE id = $1`,
+      [environmentId, change.branch ?? null, change.replicas ?? null, change.allowForcePush ?? null, change.backupBeforeRelease ?? null],
     );
   }
 
@@ -299,6 +305,12 @@ export class Store {
         );
       }
     });
+  }
+
+  /** Every app's id, whatever its state. */
+  async appIds(): Promise<Set<string>> {
+    const { rows } = await this.db.query<{ id: string }>('SELECT id::text AS id FROM apps');
+    return new Set(rows.map((r) => r.id));
   }
 
   async deleteApp(appId: string): Promise<void> {

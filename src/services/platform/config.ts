@@ -29,6 +29,21 @@ export function serviceName(name: string, component: string): string {
   return `${name}-${component}`;
 }
 
+/**
+ * How app containers name the gateway on their environment network (specs.ts gives it these
+ * aliases there): `NAME-database` for the cluster, `NAME-media` for the store.
+ */
+export function gatewayHost(name: string, part: 'database' | 'media'): string {
+  return `${name}-${part}`;
+}
+
+/** The names a platform component answers to on environment networks (undefined: it is not on them). */
+export function environmentAliases(name: string, component: string): string[] | undefined {
+  if (component === 'router') return [];
+  if (component === 'gateway') return [gatewayHost(name, 'database'), gatewayHost(name, 'media')];
+  return undefined;
+}
+
 export function networkName(name: string): string {
   return `${name}-net`;
 }
@@ -72,7 +87,7 @@ export function buildRuntimeConfig(settings: PlatformSettings, version = package
     database = {
       adminUrl: `postgres://postgres:${encodeURIComponent(secrets.postgresPassword)}@${host}:${POSTGRES_PORT}/postgres`,
       platformDatabase: PLATFORM_DATABASE,
-      appHost: host,
+      appHost: gatewayHost(name, 'database'),
       appPort: POSTGRES_PORT,
     };
   }
@@ -81,6 +96,7 @@ export function buildRuntimeConfig(settings: PlatformSettings, version = package
     ? { ...external.media }
     : {
         endpoint: `http://${serviceName(name, 's3')}:${S3_PORT}`,
+        appEndpoint: `http://${gatewayHost(name, 'media')}:${S3_PORT}`,
         publicUrl: `http://s3.${domain}:${port}`,
         region: 'us-east-1',
         accessKeyId: secrets.mediaAccessKeyId,
@@ -114,6 +130,9 @@ export function buildRuntimeConfig(settings: PlatformSettings, version = package
       routerService: serviceName(name, 'router'),
       routerAppsDir: CONTAINER_PATHS.routerApps,
       buildNetwork: buildNetworkName(name),
+      sharedServices: (['gateway', 'router'] as const)
+        .filter((c) => c === 'router' || !external.database || !external.media)
+        .map((c) => ({ service: serviceName(name, c), aliases: environmentAliases(name, c) ?? [] })),
     },
     git: { root: CONTAINER_PATHS.git },
     backups: {
@@ -122,6 +141,7 @@ export function buildRuntimeConfig(settings: PlatformSettings, version = package
       ...(settings.backupsMax !== undefined ? { max: settings.backupsMax } : {}),
       ...(settings.backupSchedule !== undefined ? { schedule: settings.backupSchedule } : {}),
     },
+    deletedApps: { ...(settings.deletedAppsDays !== undefined ? { retentionDays: settings.deletedAppsDays } : {}) },
     operator: { name: OPERATOR_NAME, tokenId: settings.operator.tokenId, tokenHash: settings.operator.tokenHash },
     ...(secrets.secretsKey ? { secretsKey: secrets.secretsKey } : {}),
   });

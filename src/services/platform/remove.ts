@@ -6,7 +6,7 @@ import { rm } from 'node:fs/promises';
 import { docker } from '../../core/docker.js';
 import { networkName } from './config.js';
 import { removeBuildNetwork } from './build-network.js';
-import { ensureSwarm, listPlatformSecrets, platformServices } from './swarm.js';
+import { ensureSwarm, environmentNetworks, listPlatformSecrets, platformServices } from './swarm.js';
 
 export interface RemoveOptions {
   dataDir?: string;
@@ -36,6 +36,7 @@ export async function removePlatform(name: string, options: RemoveOptions = {}):
     for (const secret of await listPlatformSecrets(name)) {
       await retry(deadline, () => docker().getSecret(secret.id).remove());
     }
+    for (const network of await environmentNetworks(name)) await removeNetwork(network.Name, deadline);
     await removeNetwork(networkName(name), deadline);
     await removeBuildNetwork(name, platformImage?.ContainerSpec?.Image);
   }

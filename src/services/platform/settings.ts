@@ -99,6 +99,8 @@ export const settingsSchema = z.strictObject({
   /** Backups younger than this many days are kept too (absent: 7), up to backupsMax (absent: 10). */
   backupsKeepDays: z.number().int().min(0).max(3650).optional(),
   backupsMax: z.number().int().min(1).max(1000).optional(),
+  /** Days a deleted app's databases and media are kept before they are purged (absent: 7). */
+  deletedAppsDays: z.number().int().min(0).max(3650).optional(),
   /** The daily backup of live, HH:MM[:SS] UTC (absent: none). */
   backupSchedule: z.string().regex(BACKUP_SCHEDULE_PATTERN).optional(),
   /** Absent: the defaults of limitsSchema. */
@@ -195,6 +197,7 @@ export interface SettingsFlags {
   backupsKeep?: number;
   backupsKeepDays?: number;
   backupsMax?: number;
+  deletedAppsDays?: number;
   /** HH:MM[:SS] UTC, or `off` to stop the daily backup. */
   backupSchedule?: string;
 }
@@ -222,6 +225,9 @@ export function validateFlags(flags: SettingsFlags): void {
   if (flags.backupsMax !== undefined && (!Number.isInteger(flags.backupsMax) || flags.backupsMax < 1 || flags.backupsMax > 1000)) {
     throw new InvalidInputError(`${flags.backupsMax} is not a number of backups to keep at most`, { hint: 'Give a whole number from 1 to 1000.' });
   }
+  if (flags.deletedAppsDays !== undefined && (!Number.isInteger(flags.deletedAppsDays) || flags.deletedAppsDays < 0 || flags.deletedAppsDays > 3650)) {
+    throw new InvalidInputError(`${flags.deletedAppsDays} is not a number of days to keep a deleted app's data`, { hint: 'Give a whole number from 0 to 3650.' });
+  }
   if (flags.backupSchedule !== undefined && flags.backupSchedule !== 'off' && !BACKUP_SCHEDULE_PATTERN.test(flags.backupSchedule)) {
     throw new InvalidInputError(`"${flags.backupSchedule}" is not a time of day for the daily backup`, {
       hint: 'Give HH:MM (or HH:MM:SS) in UTC, such as 03:30, or off to stop the daily backup.',
@@ -235,6 +241,7 @@ function backupSettings(flags: SettingsFlags, stored: Partial<PlatformSettings> 
     ...(flags.backupsKeep !== undefined ? { backupsKeep: flags.backupsKeep } : {}),
     ...(flags.backupsKeepDays !== undefined ? { backupsKeepDays: flags.backupsKeepDays } : {}),
     ...(flags.backupsMax !== undefined ? { backupsMax: flags.backupsMax } : {}),
+    ...(flags.deletedAppsDays !== undefined ? { deletedAppsDays: flags.deletedAppsDays } : {}),
   };
   const schedule = flags.backupSchedule === undefined ? stored.backupSchedule : flags.backupSchedule === 'off' ? undefined : flags.backupSchedule;
   if (schedule !== undefined) out.backupSchedule = schedule;

@@ -10,6 +10,8 @@ import {
   CONTAINER_PATHS,
   REGISTRY_PORT,
   S3_PORT,
+  POSTGRES_PORT,
+  environmentAliases,
   networkName,
   serviceName,
 } from './config.js';
@@ -17,7 +19,7 @@ import { ROUTER_APPS_DIR } from './router-config.js';
 import { dataPaths, type PlatformSettings } from './settings.js';
 
 /** Start order: stateful parts first, the router (the only public port) last. */
-export const COMPONENTS = ['postgres', 'registry', 's3', 'api', 'router'] as const;
+export const COMPONENTS = ['postgres', 'registry', 's3', 'gateway', 'api', 'router'] as const;
 export type Component = (typeof COMPONENTS)[number];
 
 export const LABEL_PLATFORM = 'divio.platform';
@@ -38,6 +40,8 @@ export function componentsOf(settings: PlatformSettings): Component[] {
     if (c === 'postgres') return !settings.external.database;
     if (c === 's3') return !settings.external.media;
     if (c === 'registry') return !settings.external.registry;
+    // Apps reach an external cluster or store over the outside network, not through the gateway.
+    if (c === 'gateway') return !settings.external.database || !settings.external.media;
     return true;
   });
 }
@@ -59,6 +63,11 @@ export interface SpecContext {
   registrySecret?: SecretRef;
   /** Digest of DATA/router/nginx.conf: a new config means a new router task. */
   routerConfigHash: string;
+  /**
+   * The app environments' networks (IDs), sorted: the router and the gateway stay on every one the
+   * API made them join (environment-networks.ts), so a start keeps them there.
+   */
+  environmentNetworks?: string[];
   /**
    * The swarm node that ran `start`: the data directory and the platform image are on it, so every
    * task is placed there (with several managers, `node.role==manager` alone could pick another).
@@ -86,6 +95,8 @@ function configSecretMount(secret: SecretRef): Docker.SecretReference {
 
 function baseSpec(ctx: SpecContext, component: Component, container: Docker.ContainerSpec, extra: Partial<Docker.ServiceSpec> = {}): ComponentSpec {
   const { name } = ctx.settings;
+  const aliases = environmentAliases(name, component);
+  const environmentNetworks = aliases ? (ctx.environmentNetworks ?? []).map((id) => ({ Target: id, Aliases: [...aliases] })) : [];
   const labels = { [LABEL_PLATFORM]: name, [LABEL_COMPONENT]: component };
   const service = serviceName(name, component);
   const spec: Docker.ServiceSpec = {
@@ -96,7 +107,7 @@ function baseSpec(ctx: SpecContext, component: Component, container: Docker.Cont
       RestartPolicy: { Condition: 'any', Delay: 2 * SECOND, MaxAttempts: 0 },
       // Data lives in bind mounts on the host that ran `platform start`: a manager.
       Placement: { Constraints: ['node.role==manager', ...(ctx.nodeId ? [`node.id==${ctx.nodeId}`] : [])] },
-      Networks: [{ Target: networkName(name), Aliases: [component] }],
+      Networks: [{ Target: networkName(name), Aliases: [component] }, ...environmentNetworks],
     },
     Mode: { Replicated: { Replicas: 1 } },
     // One task at a time per data directory: stop the old before the new starts.
@@ -203,6 +214,23 @@ export function componentSpec(ctx: SpecContext, component: Component): Component
         Init: true,
         StopGracePeriod: 30 * SECOND,
       });
+    case 'gateway': {
+      const { name, external } = ctx.settings;
+      return baseSpec(ctx, component, {
+        Image: ctx.images.platform,
+        Command: ['node', 'dist/platform/gateway/main.js'],
+        Dir: '/opt/divio',
+        // It holds no secret and mounts nothing: the node image's unprivileged user, a read-only root.
+        User: 'node',
+        ReadOnly: true,
+        Env: [
+          ...(external.database ? [] : [`DIVIO_GATEWAY_DATABASE=${serviceName(name, 'postgres')}:${POSTGRES_PORT}`]),
+          ...(external.media ? [] : [`DIVIO_GATEWAY_MEDIA=${serviceName(name, 's3')}:${S3_PORT}`]),
+        ],
+        Init: true,
+        StopGracePeriod: 5 * SECOND,
+      });
+    }
     case 'api':
       return baseSpec(ctx, component, {
         Image: ctx.images.platform,

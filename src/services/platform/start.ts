@@ -51,6 +51,7 @@ import {
   applyService,
   containerLogTail,
   ensureNetwork,
+  environmentNetworks,
   ensureSecret,
   findService,
   platformServices,
@@ -75,6 +76,8 @@ export interface StartOptions {
   /** Backups younger than this many days are kept too, up to `backupsMax` (stored). */
   backupsKeepDays?: number;
   backupsMax?: number;
+  /** Days a deleted app's databases and media are kept before they are purged (stored). */
+  deletedAppsDays?: number;
   /** Daily backup of live at HH:MM[:SS] UTC, `off` for none (stored). */
   backupSchedule?: string;
   /** How long to wait for every component to answer. */
@@ -121,6 +124,7 @@ export async function startPlatform(io: IO, options: StartOptions = {}): Promise
     backupsKeep: options.backupsKeep,
     backupsKeepDays: options.backupsKeepDays,
     backupsMax: options.backupsMax,
+    deletedAppsDays: options.deletedAppsDays,
     backupSchedule: options.backupSchedule,
   });
   let settings = resolved.settings;
@@ -186,7 +190,18 @@ export async function startPlatform(io: IO, options: StartOptions = {}): Promise
     }
 
     const nodeId = (await swarmInfo()).NodeID || undefined;
-    const specs = platformSpecs({ settings, dataDir, images, configSecret, postgresSecret, registrySecret, routerConfigHash: shortHash(routerConfig), nodeId });
+    const networks = (await environmentNetworks(name)).map((n) => n.Id);
+    const specs = platformSpecs({
+      settings,
+      dataDir,
+      images,
+      configSecret,
+      postgresSecret,
+      registrySecret,
+      routerConfigHash: shortHash(routerConfig),
+      nodeId,
+      environmentNetworks: networks,
+    });
     const actions = new Map<Component, ApplyResult>();
     for (const { component, spec } of specs) {
       task.update(serviceName(name, component));

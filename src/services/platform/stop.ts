@@ -80,7 +80,7 @@ export async function stopPlatform(io: IO, options: { dataDir?: string; timeoutM
 
 async function waitUntilGone(service: string, deadline: number): Promise<void> {
   for (;;) {
-    const containers = await serviceContainers(service);
+    const containers = await serviceContainers(service, { stopping: true });
     const tasks = await serviceTasks(service);
     const active = tasks.filter((t) => !isTerminal(t.state) && (t.desiredState === 'running' || ACTIVE_STATES.has(t.state)));
     if (containers.length === 0 && active.length === 0) return;

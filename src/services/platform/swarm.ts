@@ -5,7 +5,7 @@
 import type Docker from 'dockerode';
 import { demuxToText, docker } from '../../core/docker.js';
 import { DivioError, ExitCode } from '../../core/errors.js';
-import { LABEL_PLATFORM, LABEL_SECRET_KIND, LABEL_SPEC_HASH } from './specs.js';
+import { LABEL_COMPONENT, LABEL_PLATFORM, LABEL_SECRET_KIND, LABEL_SPEC_HASH } from './specs.js';
 
 export type SwarmState = 'initialised' | 'existing';
 
@@ -148,6 +148,12 @@ export async function findService(name: string): Promise<Docker.Service | undefi
   return list.find((s) => s.Spec?.Name === name);
 }
 
+/** The app environments' own networks (made by the API, see environment-networks.ts). */
+export async function environmentNetworks(platform: string): Promise<Docker.NetworkInspectInfo[]> {
+  const list = await docker().listNetworks({ filters: { label: [`${LABEL_PLATFORM}=${platform}`, `${LABEL_COMPONENT}=network`] } });
+  return list.sort((a, b) => (a.Id < b.Id ? -1 : a.Id > b.Id ? 1 : 0));
+}
+
 export async function platformServices(platform: string): Promise<Docker.Service[]> {
   return docker().listServices({ filters: { label: [`${LABEL_PLATFORM}=${platform}`] } });
 }
@@ -288,9 +294,29 @@ export function taskProblem(tasks: TaskSummary[]): string | undefined {
   return `${newest.state}${newest.message && newest.message !== newest.state ? ` (${newest.message})` : ''}`;
 }
 
-/** Running containers of a service on this engine. */
-export async function serviceContainers(service: string): Promise<Docker.ContainerInfo[]> {
-  return docker().listContainers({ filters: { label: [`com.docker.swarm.service.name=${service}`] } });
+/**
+ * Running containers of a service on this engine, found through Swarm's task list. Not by the
+ * `com.docker.swarm.service.name` label: any image can carry that label, and a container of an app
+ * claiming to be the router would then receive the router's commands.
+ */
+export async function serviceContainers(service: string, options: { stopping?: boolean } = {}): Promise<Docker.ContainerInfo[]> {
+  const found = await findService(service);
+  if (!found) return [];
+  // With `stopping`, also the containers of tasks Swarm is shutting down.
+  const filters = options.stopping ? { service: [found.ID] } : { service: [found.ID], 'desired-state': ['running'] };
+  const tasks = (await docker().listTasks({ filters })) as {
+    ServiceID?: string;
+    Status?: { State?: string; ContainerStatus?: { ContainerID?: string } };
+  }[];
+  const ids = new Set(
+    tasks
+      .filter((t) => t.ServiceID === found.ID && (options.stopping || t.Status?.State === 'running'))
+      .map((t) => t.Status?.ContainerStatus?.ContainerID)
+      .filter((id): id is string => Boolean(id)),
+  );
+  if (ids.size === 0) return [];
+  const running = await docker().listContainers({ filters: { id: [...ids] } });
+  return running.filter((c) => ids.has(c.Id));
 }
 
 /** The last lines a task's container wrote, for error messages. */

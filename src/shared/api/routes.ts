@@ -192,9 +192,16 @@ export const getApp = define('read', {
 export const deleteApp = define('write', {
   method: 'delete',
   path: '/v1/apps/{slug}',
-  summary: 'Delete an app with its repository, databases and media',
+  summary: 'Delete an app: its services, routes, images and repository go at once; its databases and media are kept for the grace period',
   request: { params: s.slugParams },
-  responses: { 204: { description: 'Deleted' }, 400: errors[400], 401: errors[401], 403: errors[403], 404: errors[404] },
+  responses: {
+    200: { description: 'Deleted', content: json(s.deletedApp) },
+    400: errors[400],
+    401: errors[401],
+    403: errors[403],
+    404: errors[404],
+    409: { description: 'A deployment of the app is running', content: json(s.errorEnvelope) },
+  },
 });
 
 export const listEnvironments = define('read', {

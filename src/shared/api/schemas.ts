@@ -119,6 +119,8 @@ export const environment = z
     replicas: z.number().int(),
     /** Whether a push may rewrite or delete `branch` (otherwise git refuses it: deployed history is kept). */
     allowForcePush: z.boolean(),
+    /** A backup of the database is taken before each release command runs (live: on by default). */
+    backupBeforeRelease: z.boolean().optional(),
     createdAt: z.string().datetime(),
   })
   .openapi('Environment');
@@ -136,6 +138,15 @@ export const app = z
   })
   .openapi('App');
 export type App = z.infer<typeof app>;
+
+export const deletedApp = z
+  .object({
+    slug,
+    /** Its databases and media are kept, closed to everyone, until then (for an operator to bring back); null: dropped at once. */
+    dataKeptUntil: z.string().datetime().nullable(),
+  })
+  .openapi('DeletedApp');
+export type DeletedApp = z.infer<typeof deletedApp>;
 
 export const boilerplateName = z
   .string()
@@ -199,6 +210,8 @@ export const deployment = z
     image: z.string().nullable(),
     /** One line: why it failed (absent while running and on success). */
     reason: z.string().nullable(),
+    /** The backup of the database taken before this deployment's release command, if one was. */
+    releaseBackup: z.string().nullable().optional(),
     createdAt: z.string().datetime(),
     finishedAt: z.string().datetime().nullable(),
   })
@@ -234,6 +247,11 @@ export const rollbackBody = z
   .strictObject({
     /** Serve this earlier successful deployment's image (default: the one before the current). */
     deployment: z.string().regex(/^[1-9][0-9]{0,17}$/, 'must be a deployment id').optional(),
+    /**
+     * Also put back the database as it was before the current deployment's release ran (the backup
+     * taken then); the database it replaces is kept as a backup.
+     */
+    withDatabase: z.boolean().optional(),
   })
   .openapi('RollbackBody');
 
@@ -282,6 +300,8 @@ export const changeEnvironmentBody = z
     replicas: z.number().int().min(1).max(20).optional(),
     /** Let pushes rewrite or delete the environment's branch (off by default). */
     allowForcePush: z.boolean().optional(),
+    /** Back the database up before each release command (live: on by default). */
+    backupBeforeRelease: z.boolean().optional(),
   })
   .openapi('ChangeEnvironmentBody');
 

@@ -6,23 +6,29 @@
  */
 import { demuxToBuffer } from '../../../core/docker.js';
 import { randomBytes } from 'node:crypto';
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { PassThrough, Readable } from 'node:stream';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
 import { execa } from 'execa';
 import { parseManifest } from '../../../shared/manifest-parse.js';
 import type { Manifest } from '../../../shared/manifest.js';
-import { RESERVED_VARIABLES, type EnvironmentName } from '../../../shared/api/schemas.js';
+import { ENVIRONMENT_NAMES, RESERVED_VARIABLES, type EnvironmentName } from '../../../shared/api/schemas.js';
 import type { RuntimeConfig } from '../../runtime-config.js';
 import { environmentUrl } from '../apps-service.js';
-import { ApiError } from '../errors.js';
+import { ApiError, conflict } from '../errors.js';
 import type { AppRow, EnvironmentRow, Store } from '../store.js';
 import { recordDeploymentRef } from '../git/repositories.js';
 import { BuildError, buildAppImage } from './builder.js';
 import { DeploymentStore, type DeploymentRow } from './deployment-store.js';
-import { engineAuth, type RegistryAccess } from './registry.js';
+import { engineAuth, imageRepository, type RegistryAccess } from './registry.js';
+import { COMPONENT_NETWORK, NetworkMembership, NetworkStillInUse, ensureEnvironmentNetwork, removeEnvironmentNetwork } from './environment-networks.js';
+import { LABEL_APP_ID } from './dockerfile-references.js';
+import { LABEL_COMPONENT, LABEL_PLATFORM } from '../../../services/platform/specs.js';
 import {
+  COMPONENT_RELEASE,
+  LABEL_APP,
+  LABEL_ENV,
   deployEnvironment,
   environmentServiceName,
   environmentServiceSpec,
@@ -41,13 +47,63 @@ export interface DeployDeps {
   config: RuntimeConfig;
   gitRoot: string;
   log: (line: string) => void;
+  /** Database backups around releases (absent on a platform without pg tools: none are taken). */
+  backups?: ReleaseBackups;
+}
+
+/** What deployments need of the database transfers: a backup before a release, and putting one back. */
+export interface ReleaseBackups {
+  takeBackup(env: EnvironmentRow): Promise<{ backup: { id: string }; pruned: { id: string; why: string }[] }>;
+  restore(env: EnvironmentRow, backupId: string): Promise<{ backup: { id: string } | null }>;
+  hasBackup(env: EnvironmentRow, backupId: string): Promise<boolean>;
+}
+
+/** How long a release command may run; one left by an earlier API run is given as long again. */
+const RELEASE_TIMEOUT_MS = 15 * 60_000;
+const LEFTOVER_RELEASE_WAIT_MS = RELEASE_TIMEOUT_MS;
+
+/** One environment's image with what it runs with: a release job and a rollout take the same. */
+interface Rollout {
+  app: AppRow;
+  env: EnvironmentRow;
+  image: string;
+  manifest: Manifest;
+  variables: Record<string, string>;
+  /** The environment's network (ID). */
+  network: string;
+  log: LogWriter;
 }
 
 /** A failure with a one-line reason for the deployment record. */
 class DeployFailure extends Error {}
 
 export class DeployService {
-  constructor(private readonly deps: DeployDeps) {}
+  private readonly networks: NetworkMembership | undefined;
+
+  constructor(private readonly deps: DeployDeps) {
+    const shared = deps.config.runtime?.sharedServices;
+    this.networks = shared ? new NetworkMembership(deps.docker, shared) : undefined;
+  }
+
+  /**
+   * The network the environment's tasks and release jobs run on: its own, with the router and the
+   * gateway on it. An older configuration (no shared services named) keeps the platform's network.
+   */
+  private async environmentNetwork(app: AppRow, env: EnvironmentRow, log: LogWriter): Promise<string> {
+    if (!this.networks) return this.runtime().network;
+    const ensure = () => ensureEnvironmentNetwork(this.deps.docker, this.deps.config.name, app.slug, env.name, app.id);
+    const network = await ensure().catch(async (error: unknown) => {
+      if (!(error instanceof NetworkStillInUse)) throw error;
+      // A deleted app of this slug left its network (they go hourly): it goes now, then ours is made.
+      log.line(`Removing the network a deleted app named ${app.slug} left`);
+      await this.removeOrphanNetworks(await this.deps.store.appIds());
+      return ensure().catch((again: unknown) => {
+        throw again instanceof NetworkStillInUse ? new DeployFailure(again.message) : again;
+      });
+    });
+    await this.networks.join(network, (line) => log.line(line));
+    return network.id;
+  }
 
   async start(app: AppRow, envName: EnvironmentName, commit: string | undefined): Promise<DeploymentRow> {
     const env = await this.environment(app, envName);
@@ -61,7 +117,7 @@ export class DeployService {
    * Serve an earlier successful deployment's image through the same health-checked rollout. The
    * release command is not run again: the database stays as the newer release left it.
    */
-  async rollback(app: AppRow, envName: EnvironmentName, deploymentId: string | undefined): Promise<DeploymentRow> {
+  async rollback(app: AppRow, envName: EnvironmentName, deploymentId: string | undefined, options: { withDatabase?: boolean } = {}): Promise<DeploymentRow> {
     const env = await this.environment(app, envName);
     const history = await this.deps.deployments.succeeded(env.id);
     const current = history[0];
@@ -78,21 +134,52 @@ export class DeployService {
         { hint: 'See `divio project deployments` for what can be served again.' },
       );
     }
+    const databaseBackup = options.withDatabase ? await this.backupToUndo(app, env, history, target) : undefined;
     const row = await this.deps.deployments.insert(env.id, 'rollback', target.commit, target.image);
     if (!row) throw inProgress(app.slug, envName);
-    void this.runRollback(row, app, env, target).catch((error) => this.deps.log(`rollback ${row.id} crashed: ${(error as Error).stack}`));
+    void this.runRollback(row, app, env, target, databaseBackup).catch((error) => this.deps.log(`rollback ${row.id} crashed: ${(error as Error).stack}`));
     return row;
   }
 
-  private async runRollback(row: DeploymentRow, app: AppRow, env: EnvironmentRow, target: DeploymentRow): Promise<void> {
+  /**
+   * The backup taken before the release of the oldest deployment a rollback to TARGET undoes: the
+   * database as it was when TARGET last served. Refused (409) when there is none to put back.
+   */
+  private async backupToUndo(app: AppRow, env: EnvironmentRow, history: DeploymentRow[], target: DeploymentRow): Promise<{ id: string; undoes: string }> {
+    // Rollbacks run no release; the oldest release newer than the target is the one that changed
+    // the database away from how the target left it.
+    const undone = history.slice(0, history.indexOf(target)).filter((d) => d.kind === 'deploy');
+    const first = undone.at(-1);
+    const refuse = (why: string) =>
+      new ApiError(409, 'no_release_backup', `Cannot roll ${app.slug} ${env.name} back --with-database: ${why}`, {
+        hint: `Roll back without --with-database, or restore a backup yourself (divio project backups list ${env.name}). Backups before releases: divio project configure ${env.name} --backup-before-release.`,
+      });
+    if (!first) throw refuse(`no deployment since ${target.id} ran a release`);
+    if (!first.release_backup_id) throw refuse(`deployment ${first.id} took no backup before its release`);
+    if (!this.deps.backups || !(await this.deps.backups.hasBackup(env, first.release_backup_id))) {
+      throw refuse(`backup ${first.release_backup_id}, taken before deployment ${first.id}'s release, is no longer kept`);
+    }
+    return { id: first.release_backup_id, undoes: first.id };
+  }
+
+  private async runRollback(row: DeploymentRow, app: AppRow, env: EnvironmentRow, target: DeploymentRow, databaseBackup?: { id: string; undoes: string }): Promise<void> {
     const log = new LogWriter(this.deps.deployments, row.id);
     await this.steps(row, log, async () => {
       log.line(`Rolling ${app.slug} ${env.name} back to deployment ${target.id} (${target.commit?.slice(0, 12) ?? 'unknown commit'})`);
       const manifest = await this.manifestAt(app.slug, target.commit!);
       await this.keepCommit(app, row, target.commit!);
+      await this.restoreVariables(env, target, log);
+      if (databaseBackup) {
+        log.line(`Restoring the database from backup ${databaseBackup.id}, taken before deployment ${databaseBackup.undoes}'s release`);
+        const replaced = await this.deps.backups!.restore(env, databaseBackup.id).catch((error: unknown) => {
+          throw new DeployFailure(`the database backup ${databaseBackup.id} could not be restored (the database is as it was): ${(error as Error).message}`);
+        });
+        log.line(`Database restored${replaced.backup ? `; the one it replaced is kept as backup ${replaced.backup.id}` : ''}`);
+      }
       await this.deps.deployments.setState(row.id, 'deploying');
-      const variables = await this.variables(app, env, manifest);
-      await this.rollOut(app, env, target.image!, manifest, variables, log);
+      const variables = await this.variables(app, env, manifest, row);
+      const network = await this.environmentNetwork(app, env, log);
+      await this.rollOut({ app, env, image: target.image!, manifest, variables, network, log });
       await this.route(app, env, manifest, log);
       log.line(`Serving ${target.image} again`);
     });
@@ -183,7 +270,7 @@ export class DeployService {
   async changeEnvironment(
     app: AppRow,
     envName: EnvironmentName,
-    change: { branch?: string; replicas?: number; allowForcePush?: boolean },
+    change: { branch?: string; replicas?: number; allowForcePush?: boolean; backupBeforeRelease?: boolean },
   ): Promise<void> {
     const env = await this.environment(app, envName);
     await this.deps.store.changeEnvironment(env.id, change);
@@ -212,11 +299,14 @@ export class DeployService {
       await deployments.setState(row.id, 'building', { commit });
       const image = await this.build(app, commit, log);
       await deployments.setState(row.id, 'releasing', { image });
-      const variables = await this.variables(app, env, manifest);
-      await this.release(app, env, image, manifest, variables, log);
+      const variables = await this.variables(app, env, manifest, row);
+      const network = await this.environmentNetwork(app, env, log);
+      await this.awaitLeftoverReleaseJobs(app, env, log);
+      if (manifest.release?.command) await this.backupBeforeRelease(row, env, log);
+      await this.release({ app, env, image, manifest, variables, network, log });
 
       await deployments.setState(row.id, 'deploying');
-      await this.rollOut(app, env, image, manifest, variables, log);
+      await this.rollOut({ app, env, image, manifest, variables, network, log });
       await this.route(app, env, manifest, log);
       log.line(`Deployed: ${environmentUrl(this.deps.config.publicUrl, this.deps.config.domain, env.name, app.slug)}`);
     });
@@ -288,11 +378,74 @@ export class DeployService {
   }
 
   /** What the app sees on the platform: the test/live column of SPEC's variables table. */
-  private async variables(app: AppRow, env: EnvironmentRow, manifest: Manifest): Promise<Record<string, string>> {
+  /** The backup a bad release is undone with; no backup, no release (the deployment fails). */
+  private async backupBeforeRelease(row: DeploymentRow, env: EnvironmentRow, log: LogWriter): Promise<void> {
+    if (!env.backup_before_release) return;
+    if (!this.deps.backups) {
+      log.line('No backup before the release: this platform cannot copy databases');
+      return;
+    }
+    log.line(`Backing up the ${env.name} database before the release command`);
+    const taken = await this.deps.backups.takeBackup(env).catch((error: unknown) => {
+      throw new DeployFailure(`the backup before the release failed, so the release did not run: ${(error as Error).message}`);
+    });
+    await this.deps.deployments.setReleaseBackup(row.id, taken.backup.id);
+    log.line(`Backup ${taken.backup.id} taken; undo this release with: divio project rollback ${env.name} --with-database (or backups restore ${env.name} ${taken.backup.id})`);
+    for (const pruned of taken.pruned) log.line(`Backup ${pruned.id} pruned: ${pruned.why}`);
+  }
+
+  /**
+   * A release job of an earlier API run (a restart mid-deploy) may still be migrating: the next
+   * release must not run beside it. Awaited until it ends, removed after LEFTOVER_RELEASE_WAIT_MS.
+   */
+  private async awaitLeftoverReleaseJobs(app: AppRow, env: EnvironmentRow, log: LogWriter): Promise<void> {
+    const { docker, config } = this.deps;
+    const jobs = await docker.listServices({
+      filters: { label: [`${LABEL_PLATFORM}=${config.name}`, `${LABEL_APP}=${app.slug}`, `${LABEL_ENV}=${env.name}`, `${LABEL_COMPONENT}=${COMPONENT_RELEASE}`] },
+    });
+    for (const job of jobs) {
+      const name = job.Spec?.Name ?? job.ID;
+      const deadline = Date.now() + LEFTOVER_RELEASE_WAIT_MS;
+      let announced = false;
+      for (;;) {
+        const tasks = (await docker.listTasks({ filters: { service: [job.ID] } })) as Array<{ Status?: { State?: string } }>;
+        const running = tasks.some((t) => !['complete', 'failed', 'shutdown', 'rejected', 'orphaned', 'remove'].includes(t.Status?.State ?? ''));
+        if (!running) break;
+        if (Date.now() >= deadline) {
+          log.line(`The release job ${name} of an earlier deployment still runs after ${LEFTOVER_RELEASE_WAIT_MS / 60_000} minutes: removing it`);
+          break;
+        }
+        if (!announced) log.line(`Waiting for the release job ${name} of an earlier deployment to finish`);
+        announced = true;
+        await new Promise((resolve) => setTimeout(resolve, 2_000));
+      }
+      await docker.getService(job.ID).remove().catch(ignoreStatus(404));
+      log.line(`Removed the earlier release job ${name}`);
+    }
+  }
+
+  /** A rollback serves the variables its target ran with (names logged, never values). */
+  private async restoreVariables(env: EnvironmentRow, target: DeploymentRow, log: LogWriter): Promise<void> {
+    const recorded = this.deps.deployments.variablesOf(target);
+    if (!recorded) {
+      log.line(`Deployment ${target.id} has no record of its variables; the current ones are kept`);
+      return;
+    }
+    const current = await this.deps.store.envVars(env.id);
+    const set = Object.fromEntries(Object.entries(recorded).filter(([name, value]) => current[name] !== value));
+    const unset = Object.keys(current).filter((name) => !Object.hasOwn(recorded, name));
+    if (Object.keys(set).length === 0 && unset.length === 0) return;
+    await this.deps.store.changeEnvVars(env.id, set, unset);
+    const parts = [Object.keys(set).length ? `set ${Object.keys(set).sort().join(', ')}` : '', unset.length ? `removed ${unset.sort().join(', ')}` : ''].filter(Boolean);
+    log.line(`Variables as deployment ${target.id} ran with: ${parts.join('; ')}`);
+  }
+
+  private async variables(app: AppRow, env: EnvironmentRow, manifest: Manifest, row?: DeploymentRow): Promise<Record<string, string>> {
     const { config, deployments } = this.deps;
     const host = `${env.name}-${app.slug}.${config.domain}`;
     const secretKey = await deployments.ensureSecretKey(env.id, randomBytes(32).toString('hex'));
     const user = await this.deps.store.envVars(env.id);
+    if (row) await deployments.recordVariables(row.id, user);
     const db = `postgres://${encodeURIComponent(env.db_role)}:${encodeURIComponent(env.db_password)}@${config.database.appHost}:${config.database.appPort}/${encodeURIComponent(env.db_name)}`;
     return {
       STAGE: env.name,
@@ -308,7 +461,7 @@ export class DeployService {
     };
   }
 
-  private async release(app: AppRow, env: EnvironmentRow, image: string, manifest: Manifest, variables: Record<string, string>, log: LogWriter): Promise<void> {
+  private async release({ app, env, image, manifest, variables, network, log }: Rollout): Promise<void> {
     const command = manifest.release?.command;
     if (!command) {
       log.line('No release command in divio.yaml');
@@ -324,17 +477,17 @@ export class DeployService {
         image,
         command,
         variables,
-        network: this.runtime().network,
+        network,
         resources: this.resources('release'),
       },
-      { log: (line) => log.line(line), timeoutMs: 15 * 60_000, registryAuth: engineAuth(this.registry()) },
+      { log: (line) => log.line(line), timeoutMs: RELEASE_TIMEOUT_MS, registryAuth: engineAuth(this.registry()) },
     );
     if (!outcome.ok) {
       throw new DeployFailure(`the release command failed${outcome.exitCode !== null ? ` (exit ${outcome.exitCode})` : ''}${outcome.reason ? `: ${outcome.reason}` : ''}`);
     }
   }
 
-  private async rollOut(app: AppRow, env: EnvironmentRow, image: string, manifest: Manifest, variables: Record<string, string>, log: LogWriter): Promise<void> {
+  private async rollOut({ app, env, image, manifest, variables, network, log }: Rollout): Promise<void> {
     const spec = environmentServiceSpec({
       platform: this.deps.config.name,
       slug: app.slug,
@@ -344,7 +497,7 @@ export class DeployService {
       port: manifest.web.port,
       healthPath: manifest.web.health_check,
       variables,
-      network: this.runtime().network,
+      network,
       resources: this.resources('app'),
       // test and live run divio.yaml's production command, as `project up --live-config` does locally.
       command: ['sh', '-c', manifest.web.command],
@@ -363,13 +516,94 @@ export class DeployService {
     const runtime = this.runtime();
     const host = `${env.name}-${app.slug}.${this.deps.config.domain}`;
     const upstream = `${environmentServiceName(this.deps.config.name, app.slug, env.name)}:${manifest.web.port}`;
-    const file = join(runtime.routerAppsDir, `${env.name}-${app.slug}.conf`);
+    const file = join(runtime.routerAppsDir, routeFileName(env.name, app.slug));
     await mkdir(runtime.routerAppsDir, { recursive: true });
-    const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
-    await writeFile(tmp, routeConfig(host, upstream));
-    await rename(tmp, file);
-    await reloadRouter(runtime.routerService);
+    const previous = await readFile(file).catch(() => undefined);
+    await replaceFile(file, routeConfig(host, upstream));
+    try {
+      await reloadRouter(runtime.routerService);
+    } catch (error) {
+      // nginx keeps serving its previous configuration; the files must say the same, or the next
+      // deployment of any app would be refused for this one's route.
+      if (previous === undefined) await unlink(file).catch(() => undefined);
+      else await replaceFile(file, previous);
+      throw new DeployFailure(`the route for ${host} was not taken up, so it was taken back: ${(error as Error).message}`);
+    }
     log.line(`Routing ${host} to ${upstream}`);
+  }
+
+  /** Refused while a deployment of the app runs: it would make again what a delete removes. */
+  async assertIdle(app: AppRow): Promise<void> {
+    for (const env of await this.deps.store.environments([app.id])) {
+      if (await this.deps.deployments.inProgress(env.id)) {
+        throw conflict(`A deployment of ${app.slug} to ${env.name} is running; delete the app once it has finished`);
+      }
+    }
+  }
+
+  /**
+   * Everything that runs for an app goes: its services and release jobs, its routes (the host then
+   * gets the router's "nothing deployed" page), its environments' networks and its images in the
+   * engine. Idempotent: an interrupted delete finishes at the next start.
+   */
+  async removeApp(app: AppRow): Promise<void> {
+    const { docker, config, log } = this.deps;
+    const services = await docker.listServices({ filters: { label: [`${LABEL_PLATFORM}=${config.name}`, `${LABEL_APP}=${app.slug}`] } });
+    for (const service of services) {
+      await docker.getService(service.ID).remove().catch(ignoreStatus(404));
+      log(`removed the service ${service.Spec?.Name ?? service.ID} of deleted app ${app.slug}`);
+    }
+    const runtime = config.runtime;
+    if (runtime) {
+      let routed = false;
+      for (const env of ENVIRONMENT_NAMES) {
+        routed = (await unlink(join(runtime.routerAppsDir, routeFileName(env, app.slug))).then(() => true, () => false)) || routed;
+      }
+      // The router keeps the old routes until it reloads; proxying to removed services, they fail anyway.
+      if (routed) await reloadRouter(runtime.routerService).catch((error) => log(`the router did not reload after deleting ${app.slug}: ${(error as Error).message}`));
+    }
+    // An image cannot go while a container of it exists: Swarm removes the tasks' containers shortly.
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline) {
+      const left = await docker.listContainers({ all: true, filters: { label: [`${LABEL_PLATFORM}=${config.name}`, `${LABEL_APP}=${app.slug}`] } });
+      if (left.length === 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    // Only references in this app instance's repository (an engine may hold other platforms'
+    // images with the same labels), and by reference, not by ID with force: an image ID another
+    // reference shares stays for that one.
+    const repository = `${config.registry.address.replace(/\/+$/, '')}/${imageRepository(app.slug, app.id)}`;
+    const ours = (reference: string) => reference.startsWith(`${repository}:`) || reference.startsWith(`${repository}@`);
+    const images = await docker.listImages({ filters: { label: [`${LABEL_APP_ID}=${app.id}`, `${LABEL_APP}=${app.slug}`] } });
+    for (const image of images) {
+      const references = [...(image.RepoTags ?? []), ...(image.RepoDigests ?? [])].filter(ours);
+      if (references.length === 0) continue;
+      for (const reference of references) await docker.getImage(reference).remove().catch(ignoreStatus(404, 409));
+      await docker.getImage(image.Id).remove().catch(ignoreStatus(404, 409));
+    }
+  }
+
+  /**
+   * Take the router and the gateway off the networks of apps that no longer exist and remove
+   * those networks. Not part of a delete: leaving a network restarts the router (a few seconds
+   * in which the platform refuses connections), so it is batched: at start, hourly, and when a
+   * new app of a deleted one's slug deploys.
+   */
+  async removeOrphanNetworks(liveAppIds: ReadonlySet<string>): Promise<void> {
+    const { docker, config, log } = this.deps;
+    const networks = await docker.listNetworks({ filters: { label: [`${LABEL_PLATFORM}=${config.name}`, `${LABEL_COMPONENT}=${COMPONENT_NETWORK}`] } });
+    for (const found of networks) {
+      const appId = found.Labels?.[LABEL_APP_ID];
+      if (!appId || liveAppIds.has(appId)) continue;
+      const network = { id: found.Id, name: found.Name };
+      try {
+        await this.networks?.leave(network);
+        await removeEnvironmentNetwork(docker, network);
+        log(`removed the network ${found.Name} of a deleted app`);
+      } catch (error) {
+        log(`could not remove the network ${found.Name} of a deleted app yet: ${(error as Error).message}`);
+      }
+    }
   }
 
   private runtime(): NonNullable<RuntimeConfig['runtime']> {
@@ -379,9 +613,27 @@ export class DeployService {
   }
 }
 
+/** `ENV-SLUG.conf`: one route file per environment in the router's apps directory. */
+export function routeFileName(env: EnvironmentName, slug: string): string {
+  return `${env}-${slug}.conf`;
+}
+
+function ignoreStatus(...statuses: number[]): (error: unknown) => void {
+  return (error) => {
+    if (!statuses.includes((error as { statusCode?: number }).statusCode ?? 0)) throw error;
+  };
+}
+
+/** Readers see the old file or the new one, never half of either. */
+async function replaceFile(file: string, content: string | Buffer): Promise<void> {
+  const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
+  await writeFile(tmp, content);
+  await rename(tmp, file);
+}
+
 /** `s3://KEY:SECRET@BUCKET.HOST:PORT/PREFIX/?url=PUBLIC&region=R&scheme=http`: the boilerplates' storage DSN. */
 export function storageDsn(media: RuntimeConfig['media'], env: EnvironmentRow): string {
-  const endpoint = new URL(media.endpoint);
+  const endpoint = new URL(media.appEndpoint ?? media.endpoint);
   const key = encodeURIComponent(env.media_access_key ?? media.accessKeyId);
   const secret = encodeURIComponent(env.media_secret_key ?? media.secretAccessKey);
   const prefix = env.media_prefix ? `${env.media_prefix.replace(/^\/+|\/+$/g, '')}/` : '';

@@ -13,6 +13,10 @@ export interface DeploymentRow {
   reason: string | null;
   created_at: Date;
   finished_at: Date | null;
+  /** The backup taken before this deployment's release command. */
+  release_backup_id: string | null;
+  /** Sealed JSON of the user's variables it ran with (NULL: made before they were recorded). */
+  env_vars: string | null;
   app_slug: string;
   environment: EnvironmentName;
 }
@@ -99,6 +103,21 @@ export class DeploymentStore {
     );
   }
 
+  async setReleaseBackup(id: string, backupId: string): Promise<void> {
+    await this.db.query('UPDATE deployments SET release_backup_id = $2 WHERE id = $1', [id, backupId]);
+  }
+
+  /** The user's variables the deployment runs with, kept (sealed) so a rollback can restore them. */
+  async recordVariables(id: string, variables: Record<string, string>): Promise<void> {
+    await this.db.query('UPDATE deployments SET env_vars = $2 WHERE id = $1', [id, this.secrets.seal(JSON.stringify(variables), 'deployments.env_vars')]);
+  }
+
+  /** Undefined for a deployment made before variables were recorded. */
+  variablesOf(row: DeploymentRow): Record<string, string> | undefined {
+    if (row.env_vars === null) return undefined;
+    return JSON.parse(this.secrets.open(row.env_vars, 'deployments.env_vars')) as Record<string, string>;
+  }
+
   async appendLog(id: string, lines: string[]): Promise<void> {
     if (lines.length === 0) return;
     await this.db.query('INSERT INTO deployment_log (deployment_id, line) SELECT $1, unnest($2::text[])', [id, lines]);
@@ -147,6 +166,7 @@ export function renderDeployment(row: DeploymentRow): Deployment {
     commit: row.commit,
     image: row.image,
     reason: row.reason,
+    releaseBackup: row.release_backup_id,
     createdAt: row.created_at.toISOString(),
     finishedAt: row.finished_at ? row.finished_at.toISOString() : null,
   };

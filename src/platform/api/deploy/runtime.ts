@@ -37,6 +37,11 @@ export function environmentServiceName(platform: string, slug: string, env: Envi
   return boundedName(`${checkedNamePart('platform name', platform)}-app-${checkedNamePart('app slug', slug)}`, `-${env}`);
 }
 
+/** `PLATFORM-net-SLUG-ENV`: the environment's own overlay network (see environment-networks.ts). */
+export function environmentNetworkName(platform: string, slug: string, env: EnvironmentName): string {
+  return boundedName(`${checkedNamePart('platform name', platform)}-net-${checkedNamePart('app slug', slug)}`, `-${env}`);
+}
+
 /** A release job's service: unique per run, so a leftover of an interrupted run never collides. */
 export function releaseJobServiceName(platform: string, slug: string, env: EnvironmentName): string {
   const run = randomBytes(3).toString('hex');
@@ -90,7 +95,7 @@ export interface EnvironmentInput {
   healthPath: string;
   /** Names and values the app sees; values are secrets as far as this module is concerned. */
   variables: Record<string, string>;
-  /** The platform's overlay network (name or ID). */
+  /** The environment's overlay network (name or ID): its tasks reach nothing else. */
   network: string;
   /** The container's command (replaces the image's entrypoint and command); the image's when absent. */
   command?: string[];
