@@ -307,13 +307,13 @@ describeWithDocker('database transfers between local and the platform', () => {
     expect((await first).status).toBe(422);
   });
 
-  it("deleting the app drops its environments' databases and every backup with them", async () => {
+  it("deleting the app drops every backup, and its environments' databases leave their names (kept, closed, for the grace period)", async () => {
     expect(Number(await backupDatabases('test'))).toBeGreaterThan(0);
     const backups = [...(await backupNames('test')), ...(await backupNames('live'))];
     const owned = (await clusterSql(`SELECT string_agg(quote_literal(datname), ',') FROM pg_database WHERE pg_get_userbyid(datdba) IN ('${envDb('test')}', '${envDb('live')}')`)).trim()
       + backups.map((name) => `,'${name}'`).join('');
     const deleted = await request(platform().endpoint, `/v1/apps/${slug}`, { method: 'DELETE', token });
-    expect(deleted.status).toBe(204);
+    expect(deleted.status).toBe(200);
     for (const environment of ['test', 'live'] as const) {
       expect(await clusterSql(`SELECT count(*) FROM pg_database WHERE datname = '${envDb(environment)}'`)).toBe('0');
       expect(await clusterSql(`SELECT count(*) FROM pg_roles WHERE rolname = '${envDb(environment)}'`)).toBe('0');

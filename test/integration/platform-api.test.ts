@@ -234,7 +234,7 @@ describeWithDocker('platform API', () => {
     expect(rows.length).toBe(apiRoutes.length);
   });
 
-  it('each environment gets its own database, role and bucket on the platform; deleting the app removes them all', async () => {
+  it("each environment gets its own database, role and bucket on the platform; deleting the app frees their names and keeps the data, closed, for the grace period", async () => {
     const slug = await createApp(endpoint, alice.token, 'prov');
     const app = (await request(endpoint, `/v1/apps/${slug}`, { token: alice.token })).body;
     const [test, live] = app.environments;
@@ -259,7 +259,11 @@ describeWithDocker('platform API', () => {
     expect((await request(endpoint, `/v1/apps/${slug}`, { method: 'DELETE', token: alice.token })).status).toBe(200);
     expect(await sql(`SELECT count(*) FROM pg_database WHERE datname IN (${inList(dbs)})`)).toBe('0');
     expect(await sql(`SELECT count(*) FROM pg_roles WHERE rolname IN (${inList(dbs)})`)).toBe('0');
-    for (const env of [test, live]) expect(existsSync(join(dataDir, 'media', env.media.bucket))).toBe(false);
+    // Kept under retired names that cannot log in, and buckets whose keys are revoked (test/security/app-deletion.test.ts).
+    const kept = (await execa('docker', ['exec', container!.Id, 'psql', '-U', 'postgres', '-d', 'divio_platform', '-Atc', `SELECT name FROM retained_resources WHERE app_slug = '${slug}' AND kind = 'database' ORDER BY name`])).stdout.trim().split('\n');
+    expect(kept).toHaveLength(2);
+    expect(await sql(`SELECT string_agg(rolname || ':' || rolcanlogin, ',' ORDER BY rolname) FROM pg_roles WHERE rolname IN (${inList(kept)})`)).toBe(kept.map((k) => `${k}:false`).join(','));
+    for (const env of [test, live]) expect(existsSync(join(dataDir, 'media', env.media.bucket))).toBe(true);
     expect(existsSync(join(dataDir, 'git', `${slug}.git`))).toBe(false);
     expect((await request(endpoint, `/v1/apps/${slug}`, { token: alice.token })).status).toBe(404);
   });

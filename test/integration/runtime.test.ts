@@ -290,6 +290,19 @@ describeWithDocker('runtime on Swarm', () => {
     expect(await serviceImage()).toBe(images.v2);
   });
 
+  it("another app whose shortened service name equals this one's is refused, and this service stays as it was", async () => {
+    // What a crafted slug would send: the same (hashed) service name, labelled for another app.
+    const victim = (await docker().getService(service).inspect()) as Docker.Service;
+    const intruder = spec('v1');
+    intruder.Labels = { ...intruder.Labels, 'divio.app': 'another-app' };
+    await expect(deployEnvironment(docker(), intruder, { log: () => {}, timeoutMs: 30_000 })).rejects.toThrow(
+      `a service named ${service} exists and is not this environment's`,
+    );
+    const after = (await docker().getService(service).inspect()) as Docker.Service;
+    expect(after.Version?.Index).toBe(victim.Version?.Index);
+    expect(after.Spec).toEqual(victim.Spec);
+  });
+
   it('a release job runs the command once with the new image and the variables, its output logged', async () => {
     const { lines, log } = recorder();
     const command = 'echo "migrating $STAGE with $APP_VERSION"; echo "a warning" >&2; [ "$SECRET_KEY" = "$EXPECTED" ] && printf "secret ok"';

@@ -8,15 +8,24 @@
  * closed to everyone, for a grace period (retained-resources.ts), then purged.
  */
 import { randomBytes } from 'node:crypto';
-import { ENVIRONMENT_NAMES, type App, type DeletedApp, type Environment } from '../../shared/api/schemas.js';
+import { ENVIRONMENT_NAMES, type App, type DeletedApp, type Environment, type EnvironmentName } from '../../shared/api/schemas.js';
 import { gitUrl } from '../../shared/api/routes.js';
 import type { RuntimeConfig } from '../runtime-config.js';
 import { ApiError, conflict } from './errors.js';
 import { branchProtections } from './git/protection.js';
-import { assertValidBucketName, mediaBucketName } from './media-storage.js';
 import type { DatabaseCluster, GitHosting, MediaStorage } from './parts.js';
-import { databaseName, reservedDatabaseName } from './resource-names.js';
-import { retiredDatabaseName, type RetainedResources } from './retained-resources.js';
+import {
+  databaseName,
+  environmentHostName,
+  environmentNetworkName,
+  environmentServiceName,
+  freeBucketName,
+  mediaBucketName,
+  reservedDatabaseName,
+  retiredDatabaseName,
+} from './resource-names.js';
+export { freeBucketName } from './resource-names.js';
+import type { RetainedResources } from './retained-resources.js';
 import type { AppRow, EnvironmentRow, Store, UserRow } from './store.js';
 
 export interface AppsDeps {
@@ -24,7 +33,7 @@ export interface AppsDeps {
   cluster: DatabaseCluster;
   media: MediaStorage;
   git: GitHosting;
-  config: Pick<RuntimeConfig, 'publicUrl' | 'domain' | 'media'>;
+  config: Pick<RuntimeConfig, 'name' | 'publicUrl' | 'domain' | 'media'>;
   log: (line: string) => void;
   /** Drops the scratch and backup databases of an environment's imports (absent without pg tools: there are none). */
   transfers?: { dropEnvironmentDatabases(env: EnvironmentRow): Promise<void> };
@@ -55,6 +64,8 @@ export class AppsService {
       media_access_key: null,
       media_secret_key: null,
     }));
+    const clash = await this.swarmNameClash(slug);
+    if (clash) throw conflict(`"${slug}" would name its ${clash}, which another app already has; choose another slug`, 'body.slug');
     for (const env of environments) {
       const why = reservedDatabaseName(env.db_name);
       if (why) throw conflict(`"${slug}" would name its database and role "${env.db_name}", and ${why}; choose another slug`, 'body.slug');
@@ -78,6 +89,25 @@ export class AppsService {
       });
     }
     return this.render({ ...app, state: 'ready' });
+  }
+
+  /**
+   * Swarm service and network names carry the platform's name, so long slugs are shortened with a
+   * hash a tenant could match on purpose: a slug whose names another app's equal is refused (the
+   * runtime refuses to touch a service labelled for another app as well).
+   */
+  private async swarmNameClash(slug: string): Promise<string | undefined> {
+    const names = (s: string) =>
+      ENVIRONMENT_NAMES.flatMap((env) => [
+        [`${env} service "${environmentServiceName(this.deps.config.name, s, env)}"`, environmentServiceName(this.deps.config.name, s, env)],
+        [`${env} network "${environmentNetworkName(this.deps.config.name, s, env)}"`, environmentNetworkName(this.deps.config.name, s, env)],
+      ]);
+    const wanted = new Map(names(slug).map(([what, name]) => [name!, what!]));
+    for (const other of await this.deps.store.appSlugs()) {
+      if (other === slug) continue;
+      for (const [, name] of names(other)) if (wanted.has(name!)) return wanted.get(name!);
+    }
+    return undefined;
   }
 
   async delete(app: AppRow): Promise<DeletedApp> {
@@ -228,9 +258,9 @@ export class AppsService {
 }
 
 /** `http://test-shop.localhost:8600`: the router's scheme and port, the environment's own host name. */
-export function environmentUrl(publicUrl: string, domain: string, env: string, slug: string): string {
+export function environmentUrl(publicUrl: string, domain: string, env: EnvironmentName, slug: string): string {
   const base = new URL(publicUrl);
-  return `${base.protocol}//${env}-${slug}.${domain}${base.port ? `:${base.port}` : ''}`;
+  return `${base.protocol}//${environmentHostName(env, slug, domain)}${base.port ? `:${base.port}` : ''}`;
 }
 
 /** Names derived from two slugs can be equal (a shortened name carries a hash anyone can compute): refused, not a 500. */
@@ -246,20 +276,6 @@ function nameTaken(error: unknown, slug: string): ApiError | undefined {
   if (!what) return undefined;
   const name = /=\((.*)\) already exists/.exec(detail ?? '')?.[1];
   return conflict(`"${slug}" would name its ${what}${name ? ` "${name}"` : ''}, which another app already has; choose another slug`, 'body.slug');
-}
-
-/**
- * NAME, or NAME-r2, NAME-r3… while a deleted app's kept bucket has the name. Environment buckets
- * end in -test or -live, so a -rN name is never another slug's plain bucket name.
- */
-export function freeBucketName(name: string, taken: ReadonlySet<string>): string {
-  for (let n = 1; ; n++) {
-    const suffix = n === 1 ? '' : `-r${n}`;
-    const candidate = `${name.slice(0, 63 - suffix.length).replace(/[-.]+$/, '')}${suffix}`;
-    if (taken.has(candidate)) continue;
-    assertValidBucketName(candidate);
-    return candidate;
-  }
 }
 
 function describe(error: unknown): string {

@@ -5,7 +5,8 @@
  * and reaches every bucket, so it is never handed to an app or the CLI: until the platform can
  * mint a key confined to one bucket there, asking for one is refused (MediaCredentialsUnavailable).
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { assertValidBucketName } from './resource-names.js';
 import { readFile } from 'node:fs/promises';
 import {
   CreateBucketCommand,
@@ -25,7 +26,6 @@ import type { MediaGrant, MediaStorage, TemporaryMediaGrant } from './parts.js';
 
 type MediaConfig = RuntimeConfig['media'];
 
-const BUCKET_NAME_MAX = 63;
 /** How long the store may take to notice a changed keys file (it polls every second). */
 const KEY_PROPAGATION_TIMEOUT_MS = 5000;
 const KEY_PROPAGATION_POLL_MS = 100;
@@ -249,38 +249,8 @@ function withoutUserInfo(endpoint: string): string {
   }
 }
 
-/** `shop-test`; a slug that would make an invalid or too long name is shortened and hashed instead. */
-export function mediaBucketName(slug: string, env: 'test' | 'live'): string {
-  const plain = `${slug}-${env}`;
-  if (isValidBucketName(plain)) return plain;
-  const suffix = `-${createHash('sha256').update(slug).digest('hex').slice(0, 8)}-${env}`;
-  const base = slug
-    .toLowerCase()
-    .replace(/[^a-z0-9-]+/g, '-')
-    .slice(0, BUCKET_NAME_MAX - suffix.length - 1)
-    .replace(/^-+|-+$/g, '');
-  // 'b' keeps a reserved prefix (xn--, sthree-…) from surviving the shortening.
-  const name = base ? `${base}${suffix}` : suffix.slice(1);
-  return isValidBucketName(name) ? name : `b${name}`;
-}
-
-const RESERVED_PREFIXES = ['xn--', 'sthree-', 'amzn-s3-demo-'];
-const RESERVED_SUFFIXES = ['-s3alias', '--ol-s3', '--x-s3', '--table-s3'];
-
-/** S3's rules for new buckets, without dots (they break TLS for virtual-host access). */
-export function isValidBucketName(name: string): boolean {
-  return (
-    /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/.test(name) &&
-    !RESERVED_PREFIXES.some((prefix) => name.startsWith(prefix)) &&
-    !RESERVED_SUFFIXES.some((suffix) => name.endsWith(suffix))
-  );
-}
-
-export function assertValidBucketName(bucket: string): void {
-  if (!isValidBucketName(bucket)) {
-    throw new Error(`invalid bucket name ${JSON.stringify(bucket)}: use 3-63 lower-case letters, digits and hyphens, starting and ending with a letter or digit`);
-  }
-}
+// Bucket names are derived and checked in resource-names.ts with every other name an app has.
+export { assertValidBucketName, isValidBucketName, mediaBucketName } from './resource-names.js';
 
 /** A missing file is an empty one; a damaged one stops provisioning rather than dropping every other environment's key. */
 async function readKeysFile(path: string): Promise<MediaKeysFile> {

@@ -21,11 +21,7 @@ export interface RetainedResource {
 
 export const DEFAULT_RETENTION_DAYS = 7;
 
-/** `divio_del_APPID_ENV`: app ids are never reused, so neither is this name. */
-export function retiredDatabaseName(appId: string, env: string): string {
-  if (!/^[0-9]{1,19}$/.test(appId) || !/^[a-z]+$/.test(env)) throw new Error(`no retired name for app ${appId} ${env}`);
-  return `divio_del_${appId}_${env}`;
-}
+export { retiredDatabaseName } from './resource-names.js';
 
 export class RetainedResources {
   constructor(

@@ -41,7 +41,7 @@ export interface ServerDeps {
   cluster: DatabaseCluster;
   media: MediaStorage;
   git: GitHosting & { readonly root: string };
-  config: Pick<RuntimeConfig, 'publicUrl' | 'domain' | 'media' | 'version' | 'bodyLimit'>;
+  config: Pick<RuntimeConfig, 'name' | 'publicUrl' | 'domain' | 'media' | 'version' | 'bodyLimit'>;
   /** The daily backup of live (HH:MM[:SS] UTC), shown with the backups; absent when there is none. */
   backupSchedule?: string;
   log: (line: string) => void;

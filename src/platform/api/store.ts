@@ -307,6 +307,12 @@ export class Store {
     });
   }
 
+  /** Every app's slug, whatever its state. */
+  async appSlugs(): Promise<string[]> {
+    const { rows } = await this.db.query<{ slug: string }>('SELECT slug FROM apps');
+    return rows.map((r) => r.slug);
+  }
+
   /** Every app's id, whatever its state. */
   async appIds(): Promise<Set<string>> {
     const { rows } = await this.db.query<{ id: string }>('SELECT id::text AS id FROM apps');

@@ -13,15 +13,16 @@ import type Docker from 'dockerode';
 import { execa } from 'execa';
 import { parseManifest } from '../../../shared/manifest-parse.js';
 import type { Manifest } from '../../../shared/manifest.js';
-import { ENVIRONMENT_NAMES, RESERVED_VARIABLES, type EnvironmentName } from '../../../shared/api/schemas.js';
+import { RESERVED_VARIABLES, type EnvironmentName } from '../../../shared/api/schemas.js';
 import type { RuntimeConfig } from '../../runtime-config.js';
 import { environmentUrl } from '../apps-service.js';
 import { ApiError, conflict } from '../errors.js';
 import type { AppRow, EnvironmentRow, Store } from '../store.js';
 import { recordDeploymentRef } from '../git/repositories.js';
+import { appResources, environmentHostName, gitRepositoryName, routeFileName, type AppResourceKind } from '../resource-names.js';
 import { BuildError, buildAppImage } from './builder.js';
 import { DeploymentStore, type DeploymentRow } from './deployment-store.js';
-import { engineAuth, imageRepository, type RegistryAccess } from './registry.js';
+import { engineAuth, type RegistryAccess } from './registry.js';
 import { COMPONENT_NETWORK, NetworkMembership, NetworkStillInUse, ensureEnvironmentNetwork, removeEnvironmentNetwork } from './environment-networks.js';
 import { LABEL_APP_ID } from './dockerfile-references.js';
 import { LABEL_COMPONENT, LABEL_PLATFORM } from '../../../services/platform/specs.js';
@@ -30,6 +31,7 @@ import {
   LABEL_APP,
   LABEL_ENV,
   deployEnvironment,
+  environmentService,
   environmentServiceName,
   environmentServiceSpec,
   runReleaseJob,
@@ -235,13 +237,9 @@ export class DeployService {
    * ever deployed there.
    */
   async runtimeLogs(app: AppRow, envName: EnvironmentName, options: { follow: boolean; tail?: number; signal: AbortSignal }): Promise<ReadableStream<Uint8Array> | undefined> {
-    const name = environmentServiceName(this.deps.config.name, app.slug, envName);
-    const service = this.deps.docker.getService(name);
-    try {
-      await service.inspect();
-    } catch {
-      return undefined;
-    }
+    const found = await environmentService(this.deps.docker, this.deps.config.name, app.slug, envName);
+    if (!found) return undefined;
+    const service = this.deps.docker.getService(found.ID);
     const raw = (await service.logs({
       stdout: true,
       stderr: true,
@@ -313,7 +311,7 @@ export class DeployService {
   }
 
   private repository(slug: string): string {
-    return join(this.deps.gitRoot, `${slug}.git`);
+    return join(this.deps.gitRoot, gitRepositoryName(slug));
   }
 
   /** A ref per deployment keeps its commit through force-pushes, deleted branches and gc (protection.ts). */
@@ -442,7 +440,7 @@ export class DeployService {
 
   private async variables(app: AppRow, env: EnvironmentRow, manifest: Manifest, row?: DeploymentRow): Promise<Record<string, string>> {
     const { config, deployments } = this.deps;
-    const host = `${env.name}-${app.slug}.${config.domain}`;
+    const host = environmentHostName(env.name, app.slug, config.domain);
     const secretKey = await deployments.ensureSecretKey(env.id, randomBytes(32).toString('hex'));
     const user = await this.deps.store.envVars(env.id);
     if (row) await deployments.recordVariables(row.id, user);
@@ -514,7 +512,7 @@ export class DeployService {
 
   private async route(app: AppRow, env: EnvironmentRow, manifest: Manifest, log: LogWriter): Promise<void> {
     const runtime = this.runtime();
-    const host = `${env.name}-${app.slug}.${this.deps.config.domain}`;
+    const host = environmentHostName(env.name, app.slug, this.deps.config.domain);
     const upstream = `${environmentServiceName(this.deps.config.name, app.slug, env.name)}:${manifest.web.port}`;
     const file = join(runtime.routerAppsDir, routeFileName(env.name, app.slug));
     await mkdir(runtime.routerAppsDir, { recursive: true });
@@ -548,6 +546,9 @@ export class DeployService {
    */
   async removeApp(app: AppRow): Promise<void> {
     const { docker, config, log } = this.deps;
+    // What runs for the app, by the one list of what it owns (its data is the apps service's).
+    const owned = appResources(app, await this.deps.store.environments([app.id]), { platform: config.name, domain: config.domain });
+    const named = (kind: AppResourceKind) => owned.filter((r) => r.kind === kind).map((r) => r.name);
     const services = await docker.listServices({ filters: { label: [`${LABEL_PLATFORM}=${config.name}`, `${LABEL_APP}=${app.slug}`] } });
     for (const service of services) {
       await docker.getService(service.ID).remove().catch(ignoreStatus(404));
@@ -556,8 +557,8 @@ export class DeployService {
     const runtime = config.runtime;
     if (runtime) {
       let routed = false;
-      for (const env of ENVIRONMENT_NAMES) {
-        routed = (await unlink(join(runtime.routerAppsDir, routeFileName(env, app.slug))).then(() => true, () => false)) || routed;
+      for (const file of named('route')) {
+        routed = (await unlink(join(runtime.routerAppsDir, file)).then(() => true, () => false)) || routed;
       }
       // The router keeps the old routes until it reloads; proxying to removed services, they fail anyway.
       if (routed) await reloadRouter(runtime.routerService).catch((error) => log(`the router did not reload after deleting ${app.slug}: ${(error as Error).message}`));
@@ -572,7 +573,7 @@ export class DeployService {
     // Only references in this app instance's repository (an engine may hold other platforms'
     // images with the same labels), and by reference, not by ID with force: an image ID another
     // reference shares stays for that one.
-    const repository = `${config.registry.address.replace(/\/+$/, '')}/${imageRepository(app.slug, app.id)}`;
+    const repository = `${config.registry.address.replace(/\/+$/, '')}/${named('image-repository')[0]!}`;
     const ours = (reference: string) => reference.startsWith(`${repository}:`) || reference.startsWith(`${repository}@`);
     const images = await docker.listImages({ filters: { label: [`${LABEL_APP_ID}=${app.id}`, `${LABEL_APP}=${app.slug}`] } });
     for (const image of images) {
@@ -613,10 +614,7 @@ export class DeployService {
   }
 }
 
-/** `ENV-SLUG.conf`: one route file per environment in the router's apps directory. */
-export function routeFileName(env: EnvironmentName, slug: string): string {
-  return `${env}-${slug}.conf`;
-}
+export { routeFileName } from '../resource-names.js';
 
 function ignoreStatus(...statuses: number[]): (error: unknown) => void {
   return (error) => {

@@ -7,11 +7,9 @@
  * exactly the bytes the builder pushed.
  */
 import { InvalidInputError, errorMessage } from '../../../core/errors.js';
-import { SLUG_PATTERN } from '../../../shared/project-config.js';
 
 export const COMMIT_PATTERN = /^[0-9a-f]{40}$/;
 export const DIGEST_PATTERN = /^sha256:[0-9a-f]{64}$/;
-const APP_ID_PATTERN = /^[1-9][0-9]{0,18}$/;
 
 /** The registry as the API and the engine reach it, with the account both use. */
 export interface RegistryAccess {
@@ -41,12 +39,7 @@ export function assertCommit(commit: string): void {
   if (!COMMIT_PATTERN.test(commit)) throw new InvalidInputError(`"${commit}" is not a full commit id (40 lower-case hex digits)`);
 }
 
-/** `SLUG.APPID`: one repository per app instance (see above). */
-export function imageRepository(slug: string, appId: string): string {
-  if (!SLUG_PATTERN.test(slug)) throw new InvalidInputError(`"${slug}" is not a valid app slug`);
-  if (!APP_ID_PATTERN.test(appId)) throw new InvalidInputError(`"${appId}" is not a valid app id`);
-  return `${slug}.${appId}`;
-}
+export { imageRepository } from '../resource-names.js';
 
 function registryPrefix(address: string): string {
   return address.replace(/\/+$/, '');

@@ -8,12 +8,12 @@
  */
 import { demuxFrames, type DockerFrame } from '../../../core/docker.js';
 import type Docker from 'dockerode';
-import { createHash, randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import { LABEL_COMPONENT, LABEL_PLATFORM } from '../../../services/platform/specs.js';
 import type { EnvironmentName } from '../../../shared/api/schemas.js';
 import { healthCheckCommand } from './health-command.js';
+import { environmentServiceName, releaseJobServiceName } from '../resource-names.js';
 
 export const LABEL_APP = 'divio.app';
 export const LABEL_ENV = 'divio.env';
@@ -22,9 +22,6 @@ export const COMPONENT_RELEASE = 'release';
 
 const SECOND_NS = 1_000_000_000;
 const MS_NS = 1_000_000;
-/** Docker service names are DNS labels. */
-const SERVICE_NAME_MAX = 63;
-const NAME_PART = /^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/;
 const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const POLL_MS = 500;
 
@@ -32,35 +29,8 @@ export type Log = (line: string) => void;
 
 // ---- names -------------------------------------------------------------------------------------
 
-/** `PLATFORM-app-SLUG-ENV`, shortened with a hash of the full name when it would pass 63 characters. */
-export function environmentServiceName(platform: string, slug: string, env: EnvironmentName): string {
-  return boundedName(`${checkedNamePart('platform name', platform)}-app-${checkedNamePart('app slug', slug)}`, `-${env}`);
-}
-
-/** `PLATFORM-net-SLUG-ENV`: the environment's own overlay network (see environment-networks.ts). */
-export function environmentNetworkName(platform: string, slug: string, env: EnvironmentName): string {
-  return boundedName(`${checkedNamePart('platform name', platform)}-net-${checkedNamePart('app slug', slug)}`, `-${env}`);
-}
-
-/** A release job's service: unique per run, so a leftover of an interrupted run never collides. */
-export function releaseJobServiceName(platform: string, slug: string, env: EnvironmentName): string {
-  const run = randomBytes(3).toString('hex');
-  return boundedName(`${checkedNamePart('platform name', platform)}-release-${checkedNamePart('app slug', slug)}`, `-${env}-${run}`);
-}
-
-function checkedNamePart(what: string, value: string): string {
-  if (!NAME_PART.test(value)) throw new Error(`invalid ${what} ${JSON.stringify(value)}: lower-case letters, digits and "-" only`);
-  return value;
-}
-
-/** `stem + suffix` when it fits; else the stem is cut and a hash of the whole name keeps it unique. */
-function boundedName(stem: string, suffix: string): string {
-  const plain = stem + suffix;
-  if (plain.length <= SERVICE_NAME_MAX) return plain;
-  const hash = `-${createHash('sha256').update(plain).digest('hex').slice(0, 8)}`;
-  const room = SERVICE_NAME_MAX - hash.length - suffix.length;
-  return stem.slice(0, room).replace(/-+$/, '') + hash + suffix;
-}
+// Derived in resource-names.ts with every other name an app has.
+export { environmentNetworkName, environmentServiceName, releaseJobServiceName } from '../resource-names.js';
 
 // ---- specs -------------------------------------------------------------------------------------
 
@@ -208,6 +178,26 @@ async function findService(docker: Docker, name: string): Promise<Docker.Service
   return list.find((s) => s.Spec?.Name === name);
 }
 
+/**
+ * The service of this name, only if it is this environment's. Long names are shortened with a
+ * hash a determined tenant could match with another slug; a service labelled for another app is
+ * never updated, scaled, read or removed on this one's behalf.
+ */
+async function findOwnService(docker: Docker, name: string, owner: Record<string, string>): Promise<Docker.Service | undefined> {
+  const service = await findService(docker, name);
+  if (!service) return undefined;
+  const labels = service.Spec?.Labels ?? {};
+  for (const key of [LABEL_PLATFORM, LABEL_APP, LABEL_ENV]) {
+    if (labels[key] !== owner[key]) throw new Error(`a service named ${name} exists and is not this environment's (it belongs to another app)`);
+  }
+  return service;
+}
+
+/** The environment's service, when it has one (never another app's of the same name). */
+export async function environmentService(docker: Docker, platform: string, slug: string, env: EnvironmentName): Promise<Docker.Service | undefined> {
+  return findOwnService(docker, environmentServiceName(platform, slug, env), environmentLabels(platform, slug, env, COMPONENT_APP));
+}
+
 async function inspectService(docker: Docker, id: string): Promise<Docker.Service | undefined> {
   try {
     return (await docker.getService(id).inspect()) as Docker.Service;
@@ -323,7 +313,7 @@ export async function deployEnvironment(docker: Docker, spec: Docker.CreateServi
   const name = spec.Name;
   if (!name) throw new Error('the service spec has no name');
   const deadline = Date.now() + options.timeoutMs;
-  const existing = await findService(docker, name);
+  const existing = await findOwnService(docker, name, spec.Labels ?? {});
   if (!existing) {
     const created = options.registryAuth ? await docker.createService(options.registryAuth, spec) : await docker.createService(spec);
     options.log(`created the service ${name}`);
@@ -465,16 +455,15 @@ function demuxLogs(output: unknown): DockerFrame[] {
 
 /** Set an environment's replica count, leaving the rest of its spec (and its image) as it is. */
 export async function scaleEnvironment(docker: Docker, platform: string, slug: string, env: EnvironmentName, replicas: number): Promise<void> {
-  const name = environmentServiceName(platform, slug, env);
-  const service = await findService(docker, name);
-  if (!service) throw new Error(`the ${env} environment of ${slug} has no service (${name}): deploy it first`);
+  const service = await environmentService(docker, platform, slug, env);
+  if (!service) throw new Error(`the ${env} environment of ${slug} has no service (${environmentServiceName(platform, slug, env)}): deploy it first`);
   const count = checkedReplicas(replicas);
   await updateService(docker, service.ID, (current) => ({ ...structuredClone(current.Spec ?? {}), Mode: { Replicated: { Replicas: count } } }));
 }
 
 /** Remove an environment's service and wait (bounded) for its containers to go; absent is fine. */
 export async function removeEnvironment(docker: Docker, platform: string, slug: string, env: EnvironmentName): Promise<'removed' | 'absent'> {
-  const service = await findService(docker, environmentServiceName(platform, slug, env));
+  const service = await environmentService(docker, platform, slug, env);
   if (!service) return 'absent';
   await removeService(docker, service.ID);
   return 'removed';

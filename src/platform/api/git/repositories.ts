@@ -2,6 +2,7 @@
  * Bare git repositories on local disk, one per app: ROOT/SLUG.git. What `git http-backend` serves.
  * Creating and removing go through a rename, so a repository is either there in full or not at all.
  */
+import { gitRepositoryName } from '../resource-names.js';
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { access, chmod, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
@@ -35,7 +36,7 @@ export function assertRepositorySlug(slug: string): void {
 
 export function bareRepositoryPath(root: string, slug: string): string {
   assertRepositorySlug(slug);
-  return join(resolve(root), `${slug}.git`);
+  return join(resolve(root), gitRepositoryName(slug));
 }
 
 /** Names for work in progress start with a dot, which SLUG_PATTERN never matches, so they cannot collide with a repository. */
