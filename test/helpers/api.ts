@@ -15,6 +15,23 @@ export interface RawRequest {
   headers?: Record<string, string>;
 }
 
+/**
+ * Refused connections are tried again for a while, as the CLI does (src/core/api-client.ts): the
+ * router restarts when an environment's first deploy has it join that network, and a refused
+ * connection never reached the platform.
+ */
+async function untilAccepted<T>(attempt: () => Promise<T>, windowMs = 20_000): Promise<T> {
+  const deadline = Date.now() + windowMs;
+  for (;;) {
+    try {
+      return await attempt();
+    } catch (error) {
+      if ((error as { cause?: { code?: string } }).cause?.code !== 'ECONNREFUSED' || Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+}
+
 export async function request(endpoint: string, path: string, options: RawRequest = {}): Promise<RawResponse> {
   const headers: Record<string, string> = { ...options.headers };
   if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
@@ -22,7 +39,7 @@ export async function request(endpoint: string, path: string, options: RawReques
   if (options.raw !== undefined) body = options.raw;
   else if (options.body !== undefined) body = JSON.stringify(options.body);
   if (body !== undefined) headers['content-type'] = options.contentType ?? 'application/json';
-  const response = await fetch(endpoint + path, { method: options.method ?? 'GET', headers, body });
+  const response = await untilAccepted(() => fetch(endpoint + path, { method: options.method ?? 'GET', headers, body }));
   const text = await response.text();
   let parsed: unknown = text;
   try {

@@ -233,6 +233,21 @@ describe('service specs', () => {
     routerConfigHash: 'r1',
   });
 
+  it("keep the router and gateway on the environments' networks without counting them as a change (a start restarts nothing)", () => {
+    const bare = platformSpecs(context(settings()));
+    const joined = platformSpecs({ ...context(settings()), environmentNetworks: ['net-b', 'net-a'] });
+    for (const component of ['router', 'gateway'] as const) {
+      const before = bare.find((s) => s.component === component)!.spec;
+      const after = joined.find((s) => s.component === component)!.spec;
+      expect((after.TaskTemplate as { Networks: { Target: string }[] }).Networks.map((n) => n.Target)).toEqual(['divio-net', 'net-b', 'net-a']);
+      expect(after.Labels?.[LABEL_SPEC_HASH]).toBe(before.Labels?.[LABEL_SPEC_HASH]);
+    }
+    // Nothing else joins them.
+    for (const { component, spec } of joined.filter((s) => !['router', 'gateway'].includes(s.component))) {
+      expect((spec.TaskTemplate as { Networks: { Target: string }[] }).Networks.map((n) => n.Target), component).toEqual(['divio-net']);
+    }
+  });
+
   it('are dnsrr, on the platform network, labelled, pinned to managers, with host-mode publishing', () => {
     const specs = platformSpecs(context(settings()));
     expect(specs.map((s) => s.service)).toEqual(['divio-postgres', 'divio-registry', 'divio-s3', 'divio-gateway', 'divio-api', 'divio-router']);

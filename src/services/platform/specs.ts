@@ -119,11 +119,19 @@ function baseSpec(ctx: SpecContext, component: Component, container: Docker.Cont
   return { component, service, spec };
 }
 
-/** Digest of a spec without its own hash label. */
+/**
+ * Digest of a spec without its own hash label, and without the environment networks: the API
+ * joins the router and the gateway to those as apps deploy (environment-networks.ts), so a start
+ * that finds them there has nothing to change, and restarts nothing.
+ */
 export function specHash(spec: Docker.ServiceSpec): string {
   const labels = { ...(spec.Labels ?? {}) };
   delete labels[LABEL_SPEC_HASH];
-  return createHash('sha256').update(stableJson({ ...spec, Labels: labels })).digest('hex').slice(0, 16);
+  const template = spec.TaskTemplate as Docker.ContainerTaskSpec | undefined;
+  const platformNetwork = labels[LABEL_PLATFORM] ? networkName(labels[LABEL_PLATFORM]) : undefined;
+  const ownNetworks = template?.Networks?.filter((n) => n.Target === platformNetwork);
+  const hashed = { ...spec, Labels: labels, ...(template ? { TaskTemplate: { ...template, Networks: ownNetworks } } : {}) };
+  return createHash('sha256').update(stableJson(hashed)).digest('hex').slice(0, 16);
 }
 
 function stableJson(value: unknown): string {

@@ -27,6 +27,8 @@ export interface StopResult {
  */
 const WAVES: (Component | 'apps')[][] = [
   ['apps', 'router', 'api'],
+  // The apps' way to their data goes with the apps, before the data.
+  ['gateway'],
   ['s3', 'registry', 'postgres'],
 ];
 
