@@ -334,7 +334,8 @@ describeWithDocker('runtime on Swarm', () => {
   it('the health probe works with bash and, in an image without bash, with node', async () => {
     const check = async (image: string, removeBash: boolean, path = '/healthz') => {
       const probe = healthCheckCommand(PORT, path).slice(1);
-      const setup = `${removeBash ? 'rm -f /bin/bash /usr/bin/bash; ' : ''}PORT=${PORT} node /app/server.js >/dev/null & sleep 0.5; exec "$@"`;
+      // Probe once the server says it listens: a fixed sleep loses the race on a loaded machine.
+      const setup = `${removeBash ? 'rm -f /bin/bash /usr/bin/bash; ' : ''}PORT=${PORT} node /app/server.js >/tmp/server.out & until grep -q listening /tmp/server.out 2>/dev/null; do sleep 0.05; done; exec "$@"`;
       const result = await execa('docker', ['run', '--rm', '--label', 'divio.test=runtime', image, 'sh', '-c', setup, 'setup', ...probe], { reject: false });
       return { exitCode: result.exitCode, stderr: result.stderr };
     };
