@@ -322,6 +322,8 @@ async function runTransfers(
   outcomes: TransferOutcome[],
   failures: MediaSyncFailure[],
 ): Promise<void> {
+  // A no-change sync loads nothing more (the upload path needs the AWS SDK: ~0.1 s to load).
+  if (plan.transfers.length === 0) return;
   const { options, s3, multipart } = session;
   const settings: TransferSettings = {
     multipartThreshold: multipart.threshold,
