@@ -24,9 +24,10 @@ import {
   reservedDatabaseName,
   retiredDatabaseName,
 } from './resource-names.js';
-export { freeBucketName } from './resource-names.js';
 import type { RetainedResources } from './retained-resources.js';
 import type { AppRow, EnvironmentRow, Store, UserRow } from './store.js';
+
+export { freeBucketName } from './resource-names.js';
 
 export interface AppsDeps {
   store: Store;
@@ -97,15 +98,21 @@ export class AppsService {
    * runtime refuses to touch a service labelled for another app as well).
    */
   private async swarmNameClash(slug: string): Promise<string | undefined> {
-    const names = (s: string) =>
-      ENVIRONMENT_NAMES.flatMap((env) => [
-        [`${env} service "${environmentServiceName(this.deps.config.name, s, env)}"`, environmentServiceName(this.deps.config.name, s, env)],
-        [`${env} network "${environmentNetworkName(this.deps.config.name, s, env)}"`, environmentNetworkName(this.deps.config.name, s, env)],
-      ]);
-    const wanted = new Map(names(slug).map(([what, name]) => [name!, what!]));
+    const platform = this.deps.config.name;
+    const names = (s: string): Array<[name: string, what: string]> =>
+      ENVIRONMENT_NAMES.flatMap((env): Array<[string, string]> => {
+        const service = environmentServiceName(platform, s, env);
+        const network = environmentNetworkName(platform, s, env);
+        return [
+          [service, `${env} service "${service}"`],
+          [network, `${env} network "${network}"`],
+        ];
+      });
+    const wanted = new Map(names(slug));
     for (const other of await this.deps.store.appSlugs()) {
       if (other === slug) continue;
-      for (const [, name] of names(other)) if (wanted.has(name!)) return wanted.get(name!);
+      const clash = names(other).find(([name]) => wanted.has(name));
+      if (clash) return wanted.get(clash[0]);
     }
     return undefined;
   }
