@@ -157,13 +157,16 @@ export class ApiClient {
     if (input.body !== undefined) headers['content-type'] = 'application/json';
     let response: Response;
     try {
-      response = await whileRefused(() =>
-        this.fetchImpl(url, {
+      response = await whileRefused(
+        () =>
+          this.fetchImpl(url, {
           method: route.method.toUpperCase(),
           headers,
           body: input.body === undefined ? undefined : JSON.stringify(input.body),
           signal: options.timeoutMs === undefined ? undefined : AbortSignal.timeout(options.timeoutMs),
-        }),
+          }),
+        REFUSED_RETRY_MS,
+        route.method === 'get',
       );
     } catch (error) {
       throw new DivioError(`Cannot reach the divio platform at ${this.endpoint}`, {
@@ -192,14 +195,18 @@ function fillPath(template: string, params: Record<string, string>): string {
  */
 export const REFUSED_RETRY_MS = 15_000;
 
-async function whileRefused<T>(attempt: () => Promise<T>, windowMs = REFUSED_RETRY_MS): Promise<T> {
+/** A connection the other side closed before answering: only a read may simply be asked again. */
+const CUT_OFF = new Set(['ECONNRESET', 'UND_ERR_SOCKET', 'EPIPE']);
+
+async function whileRefused<T>(attempt: () => Promise<T>, windowMs = REFUSED_RETRY_MS, idempotent = false): Promise<T> {
   const deadline = Date.now() + windowMs;
   for (let delay = 250; ; delay = Math.min(delay * 2, 2_000)) {
     try {
       return await attempt();
     } catch (error) {
       const code = (error as { cause?: { code?: string } }).cause?.code ?? (error as { code?: string }).code;
-      if (code !== 'ECONNREFUSED' || Date.now() + delay > deadline) throw error;
+      const retryable = code === 'ECONNREFUSED' || (idempotent && CUT_OFF.has(code ?? ''));
+      if (!retryable || Date.now() + delay > deadline) throw error;
       await new Promise((resolve) => setTimeout(resolve, delay));
     }
   }

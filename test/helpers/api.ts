@@ -20,13 +20,16 @@ export interface RawRequest {
  * router restarts when an environment's first deploy has it join that network, and a refused
  * connection never reached the platform.
  */
-async function untilAccepted<T>(attempt: () => Promise<T>, windowMs = 20_000): Promise<T> {
+async function untilAccepted<T>(attempt: () => Promise<T>, idempotent: boolean, windowMs = 20_000): Promise<T> {
   const deadline = Date.now() + windowMs;
   for (;;) {
     try {
       return await attempt();
     } catch (error) {
-      if ((error as { cause?: { code?: string } }).cause?.code !== 'ECONNREFUSED' || Date.now() > deadline) throw error;
+      const code = (error as { cause?: { code?: string } }).cause?.code;
+      // A read cut off by the restart is asked again too; a change might have happened, so not that.
+      const retryable = code === 'ECONNREFUSED' || (idempotent && (code === 'UND_ERR_SOCKET' || code === 'ECONNRESET'));
+      if (!retryable || Date.now() > deadline) throw error;
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
   }
@@ -39,7 +42,8 @@ export async function request(endpoint: string, path: string, options: RawReques
   if (options.raw !== undefined) body = options.raw;
   else if (options.body !== undefined) body = JSON.stringify(options.body);
   if (body !== undefined) headers['content-type'] = options.contentType ?? 'application/json';
-  const response = await untilAccepted(() => fetch(endpoint + path, { method: options.method ?? 'GET', headers, body }));
+  const method = options.method ?? 'GET';
+  const response = await untilAccepted(() => fetch(endpoint + path, { method, headers, body }), method === 'GET');
   const text = await response.text();
   let parsed: unknown = text;
   try {

@@ -593,16 +593,23 @@ export class DeployService {
   async removeOrphanNetworks(liveAppIds: ReadonlySet<string>): Promise<void> {
     const { docker, config, log } = this.deps;
     const networks = await docker.listNetworks({ filters: { label: [`${LABEL_PLATFORM}=${config.name}`, `${LABEL_COMPONENT}=${COMPONENT_NETWORK}`] } });
-    for (const found of networks) {
-      const appId = found.Labels?.[LABEL_APP_ID];
-      if (!appId || liveAppIds.has(appId)) continue;
-      const network = { id: found.Id, name: found.Name };
+    const orphans = networks
+      .filter((found) => found.Labels?.[LABEL_APP_ID] && !liveAppIds.has(found.Labels[LABEL_APP_ID]))
+      .map((found) => ({ id: found.Id, name: found.Name }));
+    if (orphans.length === 0) return;
+    try {
+      // All at once: one restart of the router and the gateway, however many networks go.
+      await this.networks?.leave(orphans);
+    } catch (error) {
+      log(`could not take the platform off the networks of deleted apps yet: ${(error as Error).message}`);
+      return;
+    }
+    for (const network of orphans) {
       try {
-        await this.networks?.leave(network);
         await removeEnvironmentNetwork(docker, network);
-        log(`removed the network ${found.Name} of a deleted app`);
+        log(`removed the network ${network.name} of a deleted app`);
       } catch (error) {
-        log(`could not remove the network ${found.Name} of a deleted app yet: ${(error as Error).message}`);
+        log(`could not remove the network ${network.name} of a deleted app yet: ${(error as Error).message}`);
       }
     }
   }

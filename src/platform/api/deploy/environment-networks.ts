@@ -98,15 +98,16 @@ export class NetworkMembership {
     });
   }
 
-  /** Take the shared services off the network (absent network or service: nothing to do). */
-  leave(network: NetworkRef): Promise<void> {
+  /** Take the shared services off the networks, in one update each (absent network or service: nothing to do). */
+  leave(leaving: NetworkRef[]): Promise<void> {
+    const gone = (n: Docker.NetworkAttachmentConfig) => leaving.some((network) => n.Target === network.id || n.Target === network.name);
     return this.serialised(async () => {
       for (const shared of this.shared) {
         await this.change(shared, (networks) => {
-          const kept = networks.filter((n) => n.Target !== network.id && n.Target !== network.name);
+          const kept = networks.filter((n) => !gone(n));
           return kept.length === networks.length ? undefined : kept;
         });
-        await this.waitAttached(shared.service, network.id, false);
+        for (const network of leaving) await this.waitAttached(shared.service, network.id, false);
       }
     });
   }
