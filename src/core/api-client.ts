@@ -157,17 +157,14 @@ export class ApiClient {
     if (input.body !== undefined) headers['content-type'] = 'application/json';
     let response: Response;
     try {
-      response = await whileRefused(
-        () =>
-          this.fetchImpl(url, {
+      const request = () =>
+        this.fetchImpl(url, {
           method: route.method.toUpperCase(),
           headers,
           body: input.body === undefined ? undefined : JSON.stringify(input.body),
           signal: options.timeoutMs === undefined ? undefined : AbortSignal.timeout(options.timeoutMs),
-          }),
-        REFUSED_RETRY_MS,
-        route.method === 'get',
-      );
+        });
+      response = await whileRefused(request, REFUSED_RETRY_MS, route.method === 'get');
     } catch (error) {
       throw new DivioError(`Cannot reach the divio platform at ${this.endpoint}`, {
         exitCode: ExitCode.environment,
