@@ -5,8 +5,9 @@
  * failure ends the deployment with its reason while the previous release keeps serving.
  */
 import { demuxToBuffer } from '../../../core/docker.js';
+import { writeFileAtomic } from '../../../core/fs-util.js';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, unlink } from 'node:fs/promises';
 import { PassThrough, Readable } from 'node:stream';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
@@ -32,6 +33,8 @@ import {
   LABEL_ENV,
   deployEnvironment,
   environmentService,
+  isFinishedTask,
+  removeService,
   environmentServiceName,
   environmentServiceSpec,
   runReleaseJob,
@@ -170,7 +173,7 @@ export class DeployService {
       log.line(`Rolling ${app.slug} ${env.name} back to deployment ${target.id} (${target.commit?.slice(0, 12) ?? 'unknown commit'})`);
       const manifest = await this.manifestAt(app.slug, target.commit!);
       await this.keepCommit(app, row, target.commit!);
-      await this.restoreVariables(env, target, log);
+      const restored = await this.variablesToRestore(env, target, log);
       if (databaseBackup) {
         log.line(`Restoring the database from backup ${databaseBackup.id}, taken before deployment ${databaseBackup.undoes}'s release`);
         const replaced = await this.deps.backups!.restore(env, databaseBackup.id).catch((error: unknown) => {
@@ -179,10 +182,15 @@ export class DeployService {
         log.line(`Database restored${replaced.backup ? `; the one it replaced is kept as backup ${replaced.backup.id}` : ''}`);
       }
       await this.deps.deployments.setState(row.id, 'deploying');
-      const variables = await this.variables(app, env, manifest, row);
+      const variables = await this.variables(app, env, manifest, row, restored?.variables);
       const network = await this.environmentNetwork(app, env, log);
       await this.rollOut({ app, env, image: target.image!, manifest, variables, network, log });
       await this.route(app, env, manifest, log);
+      // Stored only once they serve: a failed rollback leaves the environment's variables as they were.
+      if (restored) {
+        await this.deps.store.changeEnvVars(env.id, restored.set, restored.unset);
+        log.line(restored.summary);
+      }
       log.line(`Serving ${target.image} again`);
     });
   }
@@ -407,7 +415,7 @@ export class DeployService {
       let announced = false;
       for (;;) {
         const tasks = (await docker.listTasks({ filters: { service: [job.ID] } })) as Array<{ Status?: { State?: string } }>;
-        const running = tasks.some((t) => !['complete', 'failed', 'shutdown', 'rejected', 'orphaned', 'remove'].includes(t.Status?.State ?? ''));
+        const running = tasks.some((t) => !isFinishedTask(t.Status?.State));
         if (!running) break;
         if (Date.now() >= deadline) {
           log.line(`The release job ${name} of an earlier deployment still runs after ${LEFTOVER_RELEASE_WAIT_MS / 60_000} minutes: removing it`);
@@ -417,32 +425,45 @@ export class DeployService {
         announced = true;
         await new Promise((resolve) => setTimeout(resolve, 2_000));
       }
-      await docker.getService(job.ID).remove().catch(ignoreStatus(404));
+      await removeService(docker, job.ID);
       log.line(`Removed the earlier release job ${name}`);
     }
   }
 
-  /** A rollback serves the variables its target ran with (names logged, never values). */
-  private async restoreVariables(env: EnvironmentRow, target: DeploymentRow, log: LogWriter): Promise<void> {
+  /**
+   * The variables a rollback's target ran with, and the change that brings the stored ones back to
+   * them (names in the summary, never values); undefined when nothing is to change.
+   */
+  private async variablesToRestore(
+    env: EnvironmentRow,
+    target: DeploymentRow,
+    log: LogWriter,
+  ): Promise<{ variables: Record<string, string>; set: Record<string, string>; unset: string[]; summary: string } | undefined> {
     const recorded = this.deps.deployments.variablesOf(target);
     if (!recorded) {
       log.line(`Deployment ${target.id} has no record of its variables; the current ones are kept`);
-      return;
+      return undefined;
     }
     const current = await this.deps.store.envVars(env.id);
     const set = Object.fromEntries(Object.entries(recorded).filter(([name, value]) => current[name] !== value));
     const unset = Object.keys(current).filter((name) => !Object.hasOwn(recorded, name));
-    if (Object.keys(set).length === 0 && unset.length === 0) return;
-    await this.deps.store.changeEnvVars(env.id, set, unset);
+    if (Object.keys(set).length === 0 && unset.length === 0) return undefined;
     const parts = [Object.keys(set).length ? `set ${Object.keys(set).sort().join(', ')}` : '', unset.length ? `removed ${unset.sort().join(', ')}` : ''].filter(Boolean);
-    log.line(`Variables as deployment ${target.id} ran with: ${parts.join('; ')}`);
+    return { variables: recorded, set, unset, summary: `Variables as deployment ${target.id} ran with: ${parts.join('; ')}` };
   }
 
-  private async variables(app: AppRow, env: EnvironmentRow, manifest: Manifest, row?: DeploymentRow): Promise<Record<string, string>> {
+  /** What the app sees: the platform's variables and the user's (the stored ones, or USER_VARIABLES). */
+  private async variables(
+    app: AppRow,
+    env: EnvironmentRow,
+    manifest: Manifest,
+    row?: DeploymentRow,
+    userVariables?: Record<string, string>,
+  ): Promise<Record<string, string>> {
     const { config, deployments } = this.deps;
     const host = environmentHostName(env.name, app.slug, config.domain);
     const secretKey = await deployments.ensureSecretKey(env.id, randomBytes(32).toString('hex'));
-    const user = await this.deps.store.envVars(env.id);
+    const user = userVariables ?? (await this.deps.store.envVars(env.id));
     if (row) await deployments.recordVariables(row.id, user);
     const db = `postgres://${encodeURIComponent(env.db_role)}:${encodeURIComponent(env.db_password)}@${config.database.appHost}:${config.database.appPort}/${encodeURIComponent(env.db_name)}`;
     return {
@@ -517,14 +538,14 @@ export class DeployService {
     const file = join(runtime.routerAppsDir, routeFileName(env.name, app.slug));
     await mkdir(runtime.routerAppsDir, { recursive: true });
     const previous = await readFile(file).catch(() => undefined);
-    await replaceFile(file, routeConfig(host, upstream));
+    await writeFileAtomic(file, routeConfig(host, upstream));
     try {
       await reloadRouter(runtime.routerService);
     } catch (error) {
       // nginx keeps serving its previous configuration; the files must say the same, or the next
       // deployment of any app would be refused for this one's route.
       if (previous === undefined) await unlink(file).catch(() => undefined);
-      else await replaceFile(file, previous);
+      else await writeFileAtomic(file, previous);
       throw new DeployFailure(`the route for ${host} was not taken up, so it was taken back: ${(error as Error).message}`);
     }
     log.line(`Routing ${host} to ${upstream}`);
@@ -550,10 +571,13 @@ export class DeployService {
     const owned = appResources(app, await this.deps.store.environments([app.id]), { platform: config.name, domain: config.domain });
     const named = (kind: AppResourceKind) => owned.filter((r) => r.kind === kind).map((r) => r.name);
     const services = await docker.listServices({ filters: { label: [`${LABEL_PLATFORM}=${config.name}`, `${LABEL_APP}=${app.slug}`] } });
-    for (const service of services) {
-      await docker.getService(service.ID).remove().catch(ignoreStatus(404));
-      log(`removed the service ${service.Spec?.Name ?? service.ID} of deleted app ${app.slug}`);
-    }
+    // All at once, then each one's containers waited for (removeService): images cannot go before.
+    await Promise.all(
+      services.map(async (service) => {
+        await removeService(docker, service.ID, 60_000);
+        log(`removed the service ${service.Spec?.Name ?? service.ID} of deleted app ${app.slug}`);
+      }),
+    );
     const runtime = config.runtime;
     if (runtime) {
       let routed = false;
@@ -562,13 +586,6 @@ export class DeployService {
       }
       // The router keeps the old routes until it reloads; proxying to removed services, they fail anyway.
       if (routed) await reloadRouter(runtime.routerService).catch((error) => log(`the router did not reload after deleting ${app.slug}: ${(error as Error).message}`));
-    }
-    // An image cannot go while a container of it exists: Swarm removes the tasks' containers shortly.
-    const deadline = Date.now() + 60_000;
-    while (Date.now() < deadline) {
-      const left = await docker.listContainers({ all: true, filters: { label: [`${LABEL_PLATFORM}=${config.name}`, `${LABEL_APP}=${app.slug}`] } });
-      if (left.length === 0) break;
-      await new Promise((resolve) => setTimeout(resolve, 500));
     }
     // Only references in this app instance's repository (an engine may hold other platforms'
     // images with the same labels), and by reference, not by ID with force: an image ID another
@@ -629,12 +646,6 @@ function ignoreStatus(...statuses: number[]): (error: unknown) => void {
   };
 }
 
-/** Readers see the old file or the new one, never half of either. */
-async function replaceFile(file: string, content: string | Buffer): Promise<void> {
-  const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
-  await writeFile(tmp, content);
-  await rename(tmp, file);
-}
 
 /** `s3://KEY:SECRET@BUCKET.HOST:PORT/PREFIX/?url=PUBLIC&region=R&scheme=http`: the boilerplates' storage DSN. */
 export function storageDsn(media: RuntimeConfig['media'], env: EnvironmentRow): string {

@@ -173,6 +173,11 @@ interface Task {
 const FAILED_STATES = new Set(['failed', 'rejected']);
 const FINISHED_STATES = new Set(['complete', 'failed', 'rejected', 'shutdown', 'orphaned', 'remove']);
 
+/** A task in one of these states runs no more (its container, if any, has stopped). */
+export function isFinishedTask(state: string | undefined): boolean {
+  return FINISHED_STATES.has(state ?? '');
+}
+
 async function findService(docker: Docker, name: string): Promise<Docker.Service | undefined> {
   const list = await docker.listServices({ filters: { name: [name] } });
   return list.find((s) => s.Spec?.Name === name);
@@ -474,7 +479,8 @@ export async function removeEnvironment(docker: Docker, platform: string, slug: 
  * grace period) but leaves exited ones (finished jobs, failed tasks) behind for minutes, and whoever
  * removes the network next needs them all gone. Bounded: containers on other nodes are Swarm's.
  */
-async function removeService(docker: Docker, id: string, waitMs = 30_000): Promise<void> {
+/** Remove a service, then (bounded) its exited containers, which Swarm leaves behind for minutes. */
+export async function removeService(docker: Docker, id: string, waitMs = 30_000): Promise<void> {
   try {
     await docker.getService(id).remove();
   } catch (error) {
